@@ -1,0 +1,1 @@
+"""Sluice: the core shared by the web app and the worker, plus the web app itself."""

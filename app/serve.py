@@ -1,0 +1,85 @@
+"""`sluice serve`: the composition root that starts the app, the worker, or both.
+
+This is the one module of `app` allowed to import `worker` (see the import-linter
+contracts): it wires the roles of `SLUICE_CONTAINER_TYPE` into one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Coroutine, Iterator
+from typing import Any
+
+import uvicorn
+
+from app.settings import Settings
+from app.web import create_app
+from worker.runner import Worker
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` owns SIGTERM/SIGINT for all roles."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(settings: Settings) -> None:
+    """Run the roles of `settings.container_type` until SIGTERM/SIGINT (twice: at once)."""
+    stop = asyncio.Event()
+    server: _Server | None = None
+    if settings.container_type.runs_app:
+        config = uvicorn.Config(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+        )
+        server = _Server(config)
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: stopping now", signal.Signals(signum).name)
+            if server is not None:
+                server.force_exit = True
+            for task in tasks:
+                task.cancel()
+            return
+        log.info("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    roles: list[Coroutine[Any, Any, Any]] = []
+    if server is not None:
+        roles.append(server.serve())
+    if settings.container_type.runs_worker:
+        roles.append(Worker(settings).run(stop))
+    tasks = [asyncio.create_task(role) for role in roles]
+    try:
+        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        # One role ending (the app failing to bind, say) stops the others.
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    if server is not None and not server.started:
+        raise SystemExit(f"could not serve HTTP on {settings.host}:{settings.port}")

@@ -1,0 +1,110 @@
+"""Process configuration, read once from ``SLUICE_*`` environment variables.
+
+A `Settings` object is built at start and passed down; nothing reads the environment later.
+An invalid value stops the process with one line naming the setting (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ContainerType(enum.StrEnum):
+    APP = "APP"
+    WORKER = "WORKER"
+    WORKER_AND_APP = "WORKER_AND_APP"
+
+    @property
+    def runs_app(self) -> bool:
+        return self is not ContainerType.WORKER
+
+    @property
+    def runs_worker(self) -> bool:
+        return self is not ContainerType.APP
+
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SLUICE_", case_sensitive=False, extra="ignore", frozen=True
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL URL; unset starts the embedded server."
+    )
+    data_dir: Path = Field(
+        default=Path(".sluice"), description="Where the embedded server keeps its data."
+    )
+    container_type: ContainerType = ContainerType.WORKER_AND_APP
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    migrate_on_start: bool = True
+
+    pool_min_size: int = Field(default=2, ge=1)
+    pool_max_size: int = Field(default=10, ge=1)
+
+    lease_ttl_seconds: PositiveSeconds = 30.0
+    heartbeat_interval_seconds: PositiveSeconds = 10.0
+    poll_interval_seconds: PositiveSeconds = 2.0
+    maintenance_interval_seconds: PositiveSeconds = 5.0
+
+    job_max_attempts: int = Field(default=5, ge=1)
+    retry_base_seconds: PositiveSeconds = 1.0
+    retry_max_seconds: PositiveSeconds = 300.0
+
+    log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> Settings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"SLUICE_POOL_MIN_SIZE ({self.pool_min_size}) exceeds "
+                f"SLUICE_POOL_MAX_SIZE ({self.pool_max_size})"
+            )
+        if self.heartbeat_interval_seconds >= self.lease_ttl_seconds:
+            raise ValueError(
+                f"SLUICE_HEARTBEAT_INTERVAL_SECONDS ({self.heartbeat_interval_seconds}) must be "
+                f"shorter than SLUICE_LEASE_TTL_SECONDS ({self.lease_ttl_seconds}), "
+                "or leases expire between heartbeats"
+            )
+        if self.retry_base_seconds > self.retry_max_seconds:
+            raise ValueError(
+                f"SLUICE_RETRY_BASE_SECONDS ({self.retry_base_seconds}) exceeds "
+                f"SLUICE_RETRY_MAX_SECONDS ({self.retry_max_seconds})"
+            )
+        return self
+
+
+class SettingsError(Exception):
+    """A setting has an invalid value; the message is one line fit for a terminal."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and explicit overrides, e.g. CLI flags)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if field:
+            name = f"SLUICE_{field.upper()}"
+            value = os.environ.get(name)
+            shown = "" if value is None or "database_url" in field else f" (got {value!r})"
+            problems.append(f"{name}{shown}: {message}")
+        else:
+            problems.append(message)
+    return "invalid configuration: " + "; ".join(problems)

@@ -1,0 +1,124 @@
+"""LISTEN/NOTIFY as a wake-up hint: one listening connection per process, coalesced senders.
+
+Invariant: NOTIFY is a hint, never a requirement. A waiter clears its event, then reads the
+database, then waits on the event with a (jittered) poll timeout, so a notification that is
+lost (connection drop, crash between commit and NOTIFY) costs latency, never correctness.
+After the listening connection is re-established every subscriber is woken, because
+notifications sent while it was down are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
+
+from app import queries
+
+log = logging.getLogger(__name__)
+
+_SQL = queries.load("signals")
+
+Callback = Callable[[str | None], None]
+"""Called with a notification's payload, or None after a reconnect (anything may have
+happened)."""
+
+
+class Listener:
+    """A dedicated LISTEN connection fanning notifications out to callbacks."""
+
+    def __init__(
+        self, conninfo: str, channels: list[str], *, reconnect_delay: float = 0.5
+    ) -> None:
+        self._conninfo = conninfo
+        self._channels = list(channels)
+        self._callbacks: dict[str, list[Callback]] = defaultdict(list)
+        self._reconnect_delay = reconnect_delay
+        self.connected = asyncio.Event()
+
+    def subscribe(self, channel: str, callback: Callback) -> Callable[[], None]:
+        """Call `callback` on every notification of `channel`; returns the unsubscriber."""
+        if channel not in self._channels:
+            raise ValueError(f"channel {channel!r} is not listened to")
+        self._callbacks[channel].append(callback)
+        return lambda: self._callbacks[channel].remove(callback)
+
+    def event(self, channel: str) -> tuple[asyncio.Event, Callable[[], None]]:
+        """An event set on every notification of `channel` (and after reconnects)."""
+        event = asyncio.Event()
+        return event, self.subscribe(channel, lambda _payload: event.set())
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting after failures."""
+        while True:
+            try:
+                async with await AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
+                    for channel in self._channels:
+                        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    self.connected.set()
+                    self._dispatch_all(None)
+                    async for notify in conn.notifies():
+                        self._dispatch(notify.channel, notify.payload)
+            except psycopg.OperationalError as exc:
+                log.warning("listener disconnected (%s); reconnecting", exc)
+            finally:
+                self.connected.clear()
+            await asyncio.sleep(self._reconnect_delay)
+
+    def _dispatch_all(self, payload: str | None) -> None:
+        for channel in self._channels:
+            self._dispatch(channel, payload)
+
+    def _dispatch(self, channel: str, payload: str | None) -> None:
+        for callback in list(self._callbacks.get(channel, ())):
+            try:
+                callback(payload)
+            except Exception:
+                log.exception("listener callback for %r failed", channel)
+
+
+class Waker:
+    """Sends ``NOTIFY channel`` after commits, coalesced.
+
+    Invariant: every `wake()` is followed by a NOTIFY that is sent after `wake()` was called,
+    so a listener woken by it can see everything the caller committed before calling. Calls
+    made while a NOTIFY is in flight are merged into the next one: a burst of commits costs
+    a NOTIFY per round trip, not one per commit, and commits never queue on Postgres' NOTIFY
+    lock.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any], channel: str) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._pending = False
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    def wake(self) -> None:
+        self._pending = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._pending:
+            self._pending = False
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute(_SQL["notify"], {"channel": self._channel, "payload": ""})
+                self.sent += 1
+            except psycopg.Error as exc:
+                # A lost wake-up costs a poll interval; the waiters re-check on their own.
+                log.warning("NOTIFY %s failed: %s", self._channel, exc)
+
+    async def aclose(self) -> None:
+        """Wait for a pending NOTIFY to be sent."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

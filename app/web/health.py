@@ -1,0 +1,45 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+from psycopg_pool import PoolTimeout
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from app import schema
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+async def health(_request: Request) -> JSONResponse:
+    """The process is up and serving HTTP."""
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> JSONResponse:
+    """200 only when the database answers and its schema is at the migrations' head."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            async with request.state.pool.connection(timeout=READY_TIMEOUT_SECONDS) as conn:
+                status = await schema.status(conn)
+    except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
+        log.warning("not ready: database unreachable (%s)", exc.__class__.__name__)
+        return JSONResponse(
+            {"status": "unavailable", "error": "database unreachable"}, status_code=503
+        )
+    if not status.at_head:
+        return JSONResponse(
+            {
+                "status": "unavailable",
+                "error": "schema not at head; run `sluice migrate`",
+                "schema": {"current": status.current, "head": status.head},
+            },
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready", "schema": {"current": status.current}})

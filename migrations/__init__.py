@@ -1,0 +1,1 @@
+"""Alembic migrations; the only package that uses SQLAlchemy (through alembic)."""

@@ -1,0 +1,1 @@
+"""The worker: claims jobs and runs them; imports the app core, never the web app."""

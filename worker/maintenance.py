@@ -1,0 +1,61 @@
+"""The rescuer: one elected worker re-queues jobs whose lease expired.
+
+Invariant (fast, automatic crash recovery): a job whose holder died is back in the queue
+(or dead, once its attempts are spent) within the lease TTL plus one maintenance tick. Only
+the leader runs the pass, on the connection that holds leadership; when the leader dies its
+session lock goes with it and another worker takes the role on its next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import datetime
+
+from app.jobs import Queue, RescueReport
+from app.locks import Leadership
+
+log = logging.getLogger(__name__)
+
+ROLE = "maintenance"
+RESCUE_BATCH = 1000
+
+
+class Maintenance:
+    def __init__(self, queue: Queue, leadership: Leadership, interval_seconds: float) -> None:
+        self._queue = queue
+        self._leadership = leadership
+        self._interval = interval_seconds
+
+    async def tick(self, *, now: datetime | None = None) -> RescueReport | None:
+        """One pass if this worker leads: None when it does not."""
+        if not await self._leadership.ensure():
+            return None
+        requeued: list[int] = []
+        dead: list[int] = []
+        while True:
+            report = await self._queue.rescue_expired(
+                self._leadership.connection, limit=RESCUE_BATCH, now=now
+            )
+            requeued += report.requeued
+            dead += report.dead
+            if report.total < RESCUE_BATCH:
+                return RescueReport(requeued=requeued, dead=dead)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until `stop` is set; the interval is jittered so workers do not align."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("maintenance pass failed; retrying next tick")
+                    await self._leadership.release()
+                delay = self._interval * random.uniform(0.8, 1.2)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+        finally:
+            await self._leadership.release()
