@@ -88,100 +88,126 @@ CREATE INDEX dead_jobs_died_at ON dead_jobs (died_at);
 -- advisory lock (in key order, so claimers cannot deadlock) and only then count its running
 -- jobs in a new statement, whose snapshot therefore includes every claim committed by the
 -- previous holder of the lock. Completions and rescues only lower the count, so they need
--- no lock. Projects already at their limit are excluded before candidates are picked, so a
--- saturated project cannot crowd others out of a batch.
+-- no lock.
+--
+-- A saturated project cannot crowd others out: projects at their limit are excluded before
+-- candidates are picked, and when the gate turns candidates away (their project reached
+-- its limit within this batch) another round fills the free slots from other projects.
+-- Later rounds only *try* gate locks, since waiting for a key below one already held could
+-- deadlock; a project whose gate is busy is left to the claimer holding it.
 CREATE FUNCTION sluice_claim_jobs(
     p_owner text, p_limit integer, p_lease_seconds double precision, p_now timestamptz
 ) RETURNS SETOF jobs
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     v_now timestamptz := coalesce(p_now, now());
+    v_lease_expires_at timestamptz := v_now + make_interval(secs => p_lease_seconds);
+    v_remaining integer := p_limit;
+    v_round integer := 0;
     v_saturated bigint[];
     v_candidates bigint[];
     v_gated bigint[];
+    v_busy bigint[] := '{}';
+    v_project bigint;
     v_key bigint;
+    v_admitted integer;
 BEGIN
-    SELECT coalesce(array_agg(r.project_id), '{}') INTO v_saturated
-    FROM (
-        SELECT project_id, count(*) AS running
-        FROM jobs
-        WHERE state = 'running' AND project_id IS NOT NULL
-        GROUP BY project_id
-    ) r
-    JOIN projects p ON p.id = r.project_id
-    WHERE r.running >= p.concurrency_limit;
+    WHILE v_remaining > 0 AND v_round < 4 LOOP
+        v_round := v_round + 1;
 
-    SELECT coalesce(array_agg(c.id), '{}') INTO v_candidates
-    FROM (
-        SELECT j.id
+        SELECT coalesce(array_agg(r.project_id), '{}') INTO v_saturated
+        FROM (
+            SELECT project_id, count(*) AS running
+            FROM jobs
+            WHERE state = 'running' AND project_id IS NOT NULL
+            GROUP BY project_id
+        ) r
+        JOIN projects p ON p.id = r.project_id
+        WHERE r.running >= p.concurrency_limit;
+
+        SELECT coalesce(array_agg(c.id), '{}') INTO v_candidates
+        FROM (
+            -- candidates: begin (tests EXPLAIN this text: it must scan jobs_claim_order)
+            SELECT j.id
+            FROM jobs j
+            WHERE j.state = 'queued'
+              AND j.run_at <= v_now
+              AND (j.project_id IS NULL OR j.project_id <> ALL (v_saturated || v_busy))
+            ORDER BY j.priority, j.run_at, j.id
+            LIMIT v_remaining
+            FOR UPDATE SKIP LOCKED
+            -- candidates: end
+        ) c;
+
+        EXIT WHEN cardinality(v_candidates) = 0;
+
+        SELECT array_agg(DISTINCT j.project_id) INTO v_gated
         FROM jobs j
-        WHERE j.state = 'queued'
-          AND j.run_at <= v_now
-          AND (j.project_id IS NULL OR j.project_id <> ALL (v_saturated))
-        ORDER BY j.priority, j.run_at, j.id
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    ) c;
+        JOIN projects p ON p.id = j.project_id
+        WHERE j.id = ANY (v_candidates) AND p.concurrency_limit IS NOT NULL;
 
-    IF cardinality(v_candidates) = 0 THEN
-        RETURN;
-    END IF;
+        IF v_gated IS NULL THEN
+            RETURN QUERY
+            UPDATE jobs j
+            SET state = 'running',
+                attempt = j.attempt + 1,
+                lease_owner = p_owner,
+                lease_expires_at = v_lease_expires_at
+            WHERE j.id = ANY (v_candidates)
+            RETURNING j.*;
+            RETURN;
+        END IF;
 
-    SELECT array_agg(DISTINCT j.project_id) INTO v_gated
-    FROM jobs j
-    JOIN projects p ON p.id = j.project_id
-    WHERE j.id = ANY (v_candidates) AND p.concurrency_limit IS NOT NULL;
+        FOR v_project, v_key IN
+            SELECT g, sluice_project_gate_key(g) AS k FROM unnest(v_gated) AS g ORDER BY k, g
+        LOOP
+            IF v_round = 1 THEN
+                PERFORM pg_advisory_xact_lock(v_key);
+            ELSIF NOT pg_try_advisory_xact_lock(v_key) THEN
+                v_busy := v_busy || v_project;
+            END IF;
+        END LOOP;
 
-    IF v_gated IS NULL THEN
         RETURN QUERY
+        WITH candidate AS (
+            SELECT j.id,
+                   j.project_id,
+                   p.concurrency_limit,
+                   row_number() OVER (
+                       PARTITION BY j.project_id ORDER BY j.priority, j.run_at, j.id
+                   ) AS rank
+            FROM jobs j
+            LEFT JOIN projects p ON p.id = j.project_id
+            WHERE j.id = ANY (v_candidates)
+        ),
+        running AS (
+            SELECT project_id, count(*) AS n
+            FROM jobs
+            WHERE state = 'running' AND project_id = ANY (v_gated)
+            GROUP BY project_id
+        ),
+        admitted AS (
+            SELECT c.id
+            FROM candidate c
+            LEFT JOIN running r ON r.project_id = c.project_id
+            WHERE c.concurrency_limit IS NULL
+               OR (c.rank <= c.concurrency_limit - coalesce(r.n, 0)
+                   AND c.project_id <> ALL (v_busy))
+        )
         UPDATE jobs j
         SET state = 'running',
             attempt = j.attempt + 1,
             lease_owner = p_owner,
-            lease_expires_at = v_now + make_interval(secs => p_lease_seconds)
-        WHERE j.id = ANY (v_candidates)
+            lease_expires_at = v_lease_expires_at
+        FROM admitted a
+        WHERE j.id = a.id
         RETURNING j.*;
-        RETURN;
-    END IF;
 
-    FOR v_key IN
-        SELECT DISTINCT sluice_project_gate_key(g) AS k FROM unnest(v_gated) AS g ORDER BY k
-    LOOP
-        PERFORM pg_advisory_xact_lock(v_key);
+        GET DIAGNOSTICS v_admitted = ROW_COUNT;
+        -- Nothing turned away: the batch is full or the queue has no more ready jobs.
+        EXIT WHEN v_admitted = cardinality(v_candidates);
+        v_remaining := v_remaining - v_admitted;
     END LOOP;
-
-    RETURN QUERY
-    WITH candidate AS (
-        SELECT j.id,
-               j.project_id,
-               p.concurrency_limit,
-               row_number() OVER (
-                   PARTITION BY j.project_id ORDER BY j.priority, j.run_at, j.id
-               ) AS rank
-        FROM jobs j
-        LEFT JOIN projects p ON p.id = j.project_id
-        WHERE j.id = ANY (v_candidates)
-    ),
-    running AS (
-        SELECT project_id, count(*) AS n
-        FROM jobs
-        WHERE state = 'running' AND project_id = ANY (v_gated)
-        GROUP BY project_id
-    ),
-    admitted AS (
-        SELECT c.id
-        FROM candidate c
-        LEFT JOIN running r ON r.project_id = c.project_id
-        WHERE c.concurrency_limit IS NULL OR c.rank <= c.concurrency_limit - coalesce(r.n, 0)
-    )
-    UPDATE jobs j
-    SET state = 'running',
-        attempt = j.attempt + 1,
-        lease_owner = p_owner,
-        lease_expires_at = v_now + make_interval(secs => p_lease_seconds)
-    FROM admitted a
-    WHERE j.id = a.id
-    RETURNING j.*;
 END
 $fn$;
 

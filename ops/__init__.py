@@ -1,0 +1,1 @@
+"""Operations tooling: benchmarks, smoke tests and deploy files; not imported at runtime."""

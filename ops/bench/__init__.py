@@ -1,0 +1,1 @@
+"""Benchmarks that ship with the tool: ``python -m ops.bench <queue|all>``."""
