@@ -9,9 +9,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+import psycopg
+
 from app import db, schema
 from app.embedded import EmbeddedDatabaseError
 from app.settings import ContainerType, Settings, SettingsError, load_settings
+from migrations import runner
 
 ROLES = {
     "app": ContainerType.APP,
@@ -73,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmbeddedDatabaseError as exc:
         print(f"sluice: {exc}", file=sys.stderr)
         return 1
+    except (psycopg.OperationalError, runner.DatabaseUnreachable) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"sluice: cannot reach the database: {reason}", file=sys.stderr)
+        return 1
 
 
 def _migrate(settings: Settings, *, check: bool) -> int:
@@ -90,9 +97,7 @@ def _migrate(settings: Settings, *, check: bool) -> int:
 
 
 async def _status(url: str) -> schema.SchemaStatus:
-    from psycopg import AsyncConnection
-
-    async with await AsyncConnection.connect(url, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         return await schema.status(conn)
 
 

@@ -42,7 +42,7 @@ def create_pool(settings: Settings, *, name: str = "sluice") -> AsyncConnectionP
         database_url(settings),
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
-        kwargs={"autocommit": True},
+        kwargs={"autocommit": True, "application_name": name},
         open=False,
         name=name,
     )

@@ -24,14 +24,17 @@ class EmbeddedDatabaseError(Exception):
 
 def start(data_dir: Path, database: str = DATABASE) -> str:
     """Start (or join) the embedded server and return the URL of `database` on it."""
-    import pgserver  # deferred: only needed when no external database is configured
+    # Deferred: only needed when no external database is configured.
+    from pgserver.postgres_server import get_server
 
     pgdata = data_dir.expanduser().resolve() / "pgdata"
     try:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
-        raise EmbeddedDatabaseError(f"could not start embedded PostgreSQL in {pgdata}: {exc}") from exc
+        raise EmbeddedDatabaseError(
+            f"could not start embedded PostgreSQL in {pgdata}: {exc}"
+        ) from exc
     ensure_database(server.get_uri("postgres"), database)
     url: str = server.get_uri(database)
     log.info("embedded PostgreSQL running in %s", pgdata)

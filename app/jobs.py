@@ -119,7 +119,8 @@ class RetryPolicy:
     max_seconds: float = 300.0
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
+        exponent: int = max(0, attempt - 1)
+        ceiling: float = min(self.max_seconds, self.base_seconds * 2.0**exponent)
         return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
@@ -244,7 +245,9 @@ class Queue:
         done = {row[0] for row in await cur.fetchall()}
         lost = [lease for lease in leases if lease.job_id not in done]
         for lease in lost:
-            log.warning("completion dropped, lease lost: job %s attempt %s (owner %s)", *lease, owner)
+            log.warning(
+                "completion dropped, lease lost: job %s attempt %s (owner %s)", *lease, owner
+            )
         return lost
 
     async def retry(

@@ -48,7 +48,10 @@ async def _session(source: LockSource) -> AsyncIterator[AsyncConnection[Any]]:
 
 @contextlib.asynccontextmanager
 async def lock(
-    source: LockSource, name: str, *, timeout: float | None = None
+    source: LockSource,
+    name: str,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109 -- enforced by Postgres' lock_timeout
 ) -> AsyncIterator[None]:
     """Hold the lock `name` for the body; wait at most `timeout` seconds (None: forever).
 
@@ -78,7 +81,7 @@ async def try_lock(source: LockSource, name: str) -> AsyncIterator[bool]:
                 await _release(conn, name)
 
 
-async def _acquire(conn: AsyncConnection[Any], name: str, timeout: float | None) -> None:
+async def _acquire(conn: AsyncConnection[Any], name: str, timeout: float | None) -> None:  # noqa: ASYNC109
     if timeout is None:
         await conn.execute(_SQL["acquire_lock"], {"name": name})
         return
@@ -97,10 +100,11 @@ async def _acquire(conn: AsyncConnection[Any], name: str, timeout: float | None)
 
 
 async def _release(conn: AsyncConnection[Any], name: str) -> None:
-    if conn.closed or conn.broken:
+    try:
+        cur = await conn.execute(_SQL["release_lock"], {"name": name})
+        row = await cur.fetchone()
+    except psycopg.OperationalError:
         return  # the session is gone, and its locks with it
-    cur = await conn.execute(_SQL["release_lock"], {"name": name})
-    row = await cur.fetchone()
     if not (row and row[0]):
         log.error("lock %r was not held at release", name)
 
@@ -134,7 +138,9 @@ class Leadership:
         try:
             if self._conn is None or self._conn.broken or self._conn.closed:
                 self._leading = False
-                self._conn = await AsyncConnection.connect(self._conninfo, autocommit=True)
+                self._conn = await AsyncConnection.connect(
+                    self._conninfo, autocommit=True, application_name=f"sluice-leader:{self._role}"
+                )
             query = "holds_leadership" if self._leading else "try_acquire_leadership"
             cur = await self._conn.execute(_SQL[query], {"role": self._role})
             row = await cur.fetchone()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from importlib import resources
-from typing import LiteralString, cast
+from typing import LiteralString
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -38,7 +38,7 @@ def parse(text: str, source: str) -> dict[str, LiteralString]:
         if name in blocks:
             raise QueryFileError(f"{source}: block {name!r} defined twice")
         # The text comes from files shipped with the package, never from input.
-        blocks[name] = cast(LiteralString, statement.strip().rstrip(";"))
+        blocks[name] = statement.strip().rstrip(";")
     return blocks
 
 

@@ -34,9 +34,7 @@ happened)."""
 class Listener:
     """A dedicated LISTEN connection fanning notifications out to callbacks."""
 
-    def __init__(
-        self, conninfo: str, channels: list[str], *, reconnect_delay: float = 0.5
-    ) -> None:
+    def __init__(self, conninfo: str, channels: list[str], *, reconnect_delay: float = 0.5) -> None:
         self._conninfo = conninfo
         self._channels = list(channels)
         self._callbacks: dict[str, list[Callback]] = defaultdict(list)
@@ -59,7 +57,9 @@ class Listener:
         """Listen until cancelled, reconnecting after failures."""
         while True:
             try:
-                async with await AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
+                async with await AsyncConnection.connect(
+                    self._conninfo, autocommit=True, application_name="sluice-listener"
+                ) as conn:
                     for channel in self._channels:
                         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     self.connected.set()

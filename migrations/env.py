@@ -21,5 +21,7 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    raise SystemExit("offline migrations are not supported; run `sluice migrate` against a database")
+    raise SystemExit(
+        "offline migrations are not supported; run `sluice migrate` against a database"
+    )
 run_migrations_online()

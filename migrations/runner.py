@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy.exc import OperationalError
 
 _HERE = Path(__file__).resolve().parent
 
@@ -32,12 +33,27 @@ def config(url: str) -> Config:
     return cfg
 
 
+class DatabaseUnreachable(Exception):
+    """The database did not accept a connection; the message is the driver's first line."""
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(config(url), revision)
+    try:
+        command.upgrade(config(url), revision)
+    except OperationalError as exc:
+        raise DatabaseUnreachable(_first_line(exc.orig)) from None
 
 
 def downgrade(url: str, revision: str = "base") -> None:
-    command.downgrade(config(url), revision)
+    try:
+        command.downgrade(config(url), revision)
+    except OperationalError as exc:
+        raise DatabaseUnreachable(_first_line(exc.orig)) from None
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error or "unknown error").strip()
+    return text.splitlines()[0] if text else "unknown error"
 
 
 def heads() -> tuple[str, ...]:

@@ -10,6 +10,7 @@ each test that asks for ``database_url``.
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 from pytest_postgresql import factories
@@ -44,10 +46,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not url:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import pgserver
+            from pgserver.postgres_server import get_server
 
             root = Path(tempfile.mkdtemp(prefix="sluice-test-pg-"))
-            server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+            server = get_server(root / "pgdata", cleanup_mode="delete")
         url = server.get_uri("postgres")
         config.stash[_embedded_key] = server
     params = _server_params(url)
@@ -103,10 +105,10 @@ def server_url(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture
-def database_url(postgresql: psycopg.Connection[Any]) -> Iterator[str]:
+def database_url(postgresql: psycopg.Connection[Any]) -> str:
     """URL of a fresh database migrated to head, dropped after the test."""
     info = postgresql.info
-    yield make_conninfo_url(
+    return make_conninfo_url(
         host=info.host, port=info.port, user=info.user, dbname=info.dbname, password=info.password
     )
 
@@ -117,3 +119,21 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
         database_url, min_size=2, max_size=20, kwargs={"autocommit": True}, open=False
     ) as pool:
         yield pool
+
+
+@pytest.fixture
+def scratch_database_url(server_url: str) -> Iterator[str]:
+    """URL of an empty database (no schema), dropped after the test."""
+    name = f"sluice_migrations_{secrets.token_hex(4)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(server_url)
+    yield make_conninfo_url(
+        host=str(params["host"]),
+        port=str(params.get("port") or 5432),
+        user=str(params["user"]),
+        dbname=name,
+        password=str(params.get("password") or "") or None,
+    )
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -9,6 +9,7 @@ session lock goes with it and another worker takes the role on its next tick.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from datetime import datetime
@@ -53,9 +54,11 @@ class Maintenance:
                     log.exception("maintenance pass failed; retrying next tick")
                     await self._leadership.release()
                 delay = self._interval * random.uniform(0.8, 1.2)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
         finally:
-            await self._leadership.release()
+            await self.close()
+
+    async def close(self) -> None:
+        """Step down (if leading) and close the leadership connection."""
+        await self._leadership.release()

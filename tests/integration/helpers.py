@@ -22,19 +22,20 @@ async def connect(url: str) -> AsyncConnection[Any]:
 
 
 async def fetchval(conn: AsyncConnection[Any], query: str, params: Any = None) -> Any:
-    cur = await conn.execute(query, params)  # type: ignore[arg-type]
+    cur = await conn.execute(query, params)
     row = await cur.fetchone()
     return None if row is None else row[0]
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition"
-) -> None:
-    """Re-check an observable condition until it holds, failing after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while not await check():
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 10.0) -> None:
+    """Re-check state held by another process (a backend, a lock) until it holds.
+
+    There is no event to wait on for such state, so it is polled, failing after `within`
+    seconds; the poll is a bounded re-check of a fact, never a guess at timing.
+    """
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110 -- the state lives in another process
             await asyncio.sleep(0.005)
-    del what
 
 
 async def wait_until_blocked_on_lock(observer: AsyncConnection[Any], pid: int) -> None:
@@ -49,7 +50,7 @@ async def wait_until_blocked_on_lock(observer: AsyncConnection[Any], pid: int) -
             )
         )
 
-    await eventually(blocked, what=f"backend {pid} waiting on a lock")
+    await eventually(blocked)
 
 
 async def create_project(

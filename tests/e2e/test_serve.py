@@ -1,0 +1,176 @@
+"""`sluice serve` and `sluice migrate` as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2 as httpx
+import psycopg
+import pytest
+
+SLUICE = [sys.executable, "-m", "app.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sluice_env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    env.update(values)
+    return env
+
+
+def wait_for(url: str, status: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"sluice exited early ({process.returncode}): {output(process)}")
+        try:
+            if httpx.get(url, timeout=1).status_code == status:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{url} never answered {status}")
+
+
+def output(process: subprocess.Popen[str]) -> str:
+    out, _ = process.communicate(timeout=30)
+    return out
+
+
+@contextmanager
+def serving(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [*SLUICE, "serve", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    out = output(process)
+    return process.returncode, out
+
+
+def test_serve_on_a_configured_database_and_stop_on_sigterm(database_url: str) -> None:
+    port = free_port()
+    env = sluice_env(SLUICE_DATABASE_URL=database_url, SLUICE_PORT=str(port))
+    with serving(env) as process:
+        wait_for(f"http://127.0.0.1:{port}/ready", 200, process)
+        assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
+        code, out = stop(process)
+    assert code == 0, out
+    assert "SIGTERM: stopping" in out
+
+
+def test_roles_select_what_the_process_runs(database_url: str) -> None:
+    app_port, worker_port = free_port(), free_port()
+    base = {"SLUICE_DATABASE_URL": database_url}
+    with (
+        serving(sluice_env(**base, SLUICE_CONTAINER_TYPE="APP"), "--port", str(app_port)) as app,
+        serving(sluice_env(**base, SLUICE_PORT=str(worker_port)), "--role", "worker") as worker,
+        psycopg.connect(database_url, autocommit=True) as conn,
+    ):
+        wait_for(f"http://127.0.0.1:{app_port}/ready", 200, app)
+        deadline = time.monotonic() + 30
+        holders: list[tuple[str, int]] = []
+        while not holders and time.monotonic() < deadline:
+            holders = conn.execute(
+                "SELECT a.application_name, a.pid FROM pg_locks l"
+                " JOIN pg_stat_activity a USING (pid)"
+                " WHERE l.locktype = 'advisory' AND l.granted"
+                " AND a.datname = current_database()"
+            ).fetchall()
+            time.sleep(0.05)
+        assert [name for name, _pid in holders] == ["sluice-leader:maintenance"]
+        assert worker.poll() is None
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{worker_port}/health", timeout=0.5)
+        code, out = stop(worker)
+        assert code == 0, out
+        code, out = stop(app)
+        assert code == 0, out
+
+
+def test_embedded_database_persists_across_restarts(tmp_path: Path) -> None:
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = sluice_env(SLUICE_DATA_DIR=str(data_dir), SLUICE_PORT=str(port))
+    url = f"postgresql://postgres@/sluice?host={data_dir / 'pgdata'}"
+    with serving(env) as process:
+        wait_for(f"http://127.0.0.1:{port}/ready", 200, process)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO projects (name) VALUES ('kept')")
+        code, out = stop(process)
+        assert code == 0, out
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=2).close()  # stopped with its last user
+    with serving(env) as process:
+        wait_for(f"http://127.0.0.1:{port}/ready", 200, process)
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("SELECT name FROM projects").fetchall() == [("kept",)]
+        assert stop(process)[0] == 0
+
+
+def test_invalid_setting_stops_with_one_line() -> None:
+    result = subprocess.run(
+        [*SLUICE, "serve"],
+        env=sluice_env(SLUICE_LEASE_TTL_SECONDS="soon"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "sluice: invalid configuration: SLUICE_LEASE_TTL_SECONDS (got 'soon'): "
+        "Input should be a valid number, unable to parse string as a number"
+    ]
+
+
+def test_migrate_and_check(scratch_database_url: str) -> None:
+    env = sluice_env(SLUICE_DATABASE_URL=scratch_database_url)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*SLUICE, "migrate", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    before = run("--check")
+    assert before.returncode == 1
+    assert "schema at nothing; head is" in before.stderr
+    assert run().returncode == 0
+    after = run("--check")
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.startswith("schema at head")
+
+
+def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    env = sluice_env(SLUICE_DATABASE_URL=f"postgresql://postgres@/x?host={tmp_path}")
+    result = subprocess.run(
+        [*SLUICE, "migrate"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("sluice: cannot reach the database:")
