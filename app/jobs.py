@@ -25,10 +25,12 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 from app import queries
+from app.signals import Waker
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,13 @@ class Queue:
     lease_seconds: float = 30.0
     default_max_attempts: int = 5
     retry_policy: RetryPolicy = RetryPolicy()
+    waker: Waker | None = None
+    """Sends the coalesced NOTIFY on `NOTIFY_CHANNEL` that wakes idle workers."""
+
+    def wake(self) -> None:
+        """Wake idle workers; call after committing a transaction that enqueued jobs."""
+        if self.waker is not None:
+            self.waker.wake()
 
     async def enqueue(
         self, conn: AsyncConnection[Any], job: NewJob, *, now: datetime | None = None
@@ -141,8 +150,9 @@ class Queue:
     ) -> list[Enqueued]:
         """Insert jobs in one statement; results are in input order.
 
-        Inside the caller's transaction nothing is visible until it commits. Wake workers
-        after the commit (`app.signals.Waker`); a missed wake-up only costs a poll interval.
+        On an autocommit connection the jobs are committed on return and idle workers are
+        woken at once. Inside the caller's transaction nothing is visible until it commits:
+        call `wake()` after the commit (a missed wake-up only costs a poll interval).
         """
         if not jobs:
             return []
@@ -173,6 +183,8 @@ class Queue:
                     )
                     existing = {key: job_id for key, job_id in await cur.fetchall()}
             if missing <= existing.keys():
+                if conn.info.transaction_status == TransactionStatus.IDLE:
+                    self.wake()
                 return [
                     Enqueued(job_id, True)
                     if job_id is not None

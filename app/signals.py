@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -82,6 +83,33 @@ class Listener:
                 callback(payload)
             except Exception:
                 log.exception("listener callback for %r failed", channel)
+
+
+class Wakeup:
+    """What an idle consumer waits on: a notification, or failing that a jittered poll.
+
+    Use it as listen-first-then-read: `arm()` before reading the database, then `wait()`
+    if the read found nothing. A notification arriving between the two is not lost.
+    """
+
+    def __init__(self, listener: Listener, channel: str, poll_seconds: float) -> None:
+        self._event, self._unsubscribe = listener.event(channel)
+        self._poll_seconds = poll_seconds
+
+    def arm(self) -> None:
+        self._event.clear()
+
+    async def wait(self) -> bool:
+        """True when woken by a notification, False when the poll interval ran out."""
+        timeout = self._poll_seconds * random.uniform(0.8, 1.2)
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._unsubscribe()
 
 
 class Waker:
