@@ -40,7 +40,11 @@ BENCHMARKS = {
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="python -m ops.bench", description=__doc__)
+    main = argparse.ArgumentParser(
+        prog="python -m ops.bench",
+        description="Benchmarks in fresh databases on --database-url, $SLUICE_DATABASE_URL "
+        "or a temporary embedded server: a table on stdout, progress on stderr, JSON on request.",
+    )
     commands = main.add_subparsers(dest="command", required=True, metavar="benchmark")
     for name, bench in [*BENCHMARKS.items(), ("all", None)]:
         sub = commands.add_parser(name, help=bench.help if bench else "every benchmark in turn")

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import statistics
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
+
+from psycopg import AsyncConnection
 
 from ops.bench import _database
 from ops.bench._report import progress
@@ -45,25 +48,47 @@ def _skipped(reason: str) -> dict[str, Any]:
 
 
 async def _run(url: str, options: Options) -> dict[str, Any]:
-    from pgqueuer import Job, QueueManager
-    from pgqueuer.types import QueueExecutionMode
-
     async with contextlib.AsyncExitStack() as stack:
         conn = await stack.enter_async_context(await _database.connect(url))
         driver, queries = await _queries(stack, url)
         await queries.install()
-        names = queries.qbe.settings
-        tables = [names.queue_table, names.queue_table_log]
-        await _database.reset(conn, tables)
+        enqueue_rates: list[float] = []
+        drain_rates: list[float] = []
+        for n in range(1, options.rounds + 1):
+            enqueue, drain = await _round(conn, url, queries, options)
+            enqueue_rates.append(enqueue)
+            drain_rates.append(drain)
+            progress(
+                f"pgqueuer ({driver}), round {n}/{options.rounds}: "
+                f"enqueue {enqueue:,.0f} jobs/s, drain {drain:,.0f} jobs/s"
+            )
+    return {
+        "driver": driver,
+        "batch_size": options.batch,
+        "enqueue_jobs_per_s": statistics.median(enqueue_rates),
+        "drain_jobs_per_s": statistics.median(drain_rates),
+        "rounds_jobs_per_s": drain_rates,
+    }
 
-        progress(f"pgqueuer ({driver} driver): enqueue {options.jobs} jobs")
-        started = perf_counter()
-        for first in range(0, options.jobs, options.enqueue_batch):
-            n = min(options.enqueue_batch, options.jobs - first)
-            await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
-        enqueue_seconds = perf_counter() - started
-        await _database.analyze(conn, tables)
 
+async def _round(
+    conn: AsyncConnection[Any], url: str, queries: Queries, options: Options
+) -> tuple[float, float]:
+    """Reset, enqueue (timed), analyze, drain with a new consumer (timed); the two rates."""
+    from pgqueuer import Job, QueueManager
+    from pgqueuer.types import QueueExecutionMode
+
+    names = queries.qbe.settings
+    tables = [names.queue_table, names.queue_table_log]
+    await _database.reset(conn, tables)
+    started = perf_counter()
+    for first in range(0, options.jobs, options.enqueue_batch):
+        n = min(options.enqueue_batch, options.jobs - first)
+        await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
+    enqueue_seconds = perf_counter() - started
+    await _database.analyze(conn, tables)
+
+    async with contextlib.AsyncExitStack() as stack:
         _, consumer = await _queries(stack, url)
         manager = QueueManager(consumer)
 
@@ -71,23 +96,15 @@ async def _run(url: str, options: Options) -> dict[str, Any]:
         async def noop(job: Job) -> None:
             return None
 
-        progress(f"pgqueuer: draining with batch_size={options.batch}")
         started = perf_counter()
         await manager.run(batch_size=options.batch, mode=QueueExecutionMode.drain)
         drain_seconds = perf_counter() - started
 
-        done = await _database.count(conn, names.queue_table_log, "status = 'successful'")
-        left = await _database.count(conn, names.queue_table)
-        if done != options.jobs or left != 0:
-            raise RuntimeError(f"drain logged {done} of {options.jobs} jobs; {left} left")
-    progress(f"pgqueuer: drain {options.jobs / drain_seconds:,.0f} jobs/s")
-    return {
-        "driver": driver,
-        "enqueue_jobs_per_s": options.jobs / enqueue_seconds,
-        "drain_jobs_per_s": options.jobs / drain_seconds,
-        "drain_seconds": drain_seconds,
-        "batch_size": options.batch,
-    }
+    done = await _database.count(conn, names.queue_table_log, "status = 'successful'")
+    left = await _database.count(conn, names.queue_table)
+    if done != options.jobs or left != 0:
+        raise RuntimeError(f"drain logged {done} of {options.jobs} jobs; {left} left")
+    return options.jobs / enqueue_seconds, options.jobs / drain_seconds
 
 
 async def _queries(stack: contextlib.AsyncExitStack[bool | None], url: str) -> tuple[str, Queries]:

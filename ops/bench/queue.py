@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import random
 import statistics
-from collections.abc import AsyncIterator, Coroutine
 from dataclasses import asdict, dataclass, field
 from time import perf_counter
 from typing import Any
@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import jobs
 from app.jobs import NewJob, Queue
-from app.signals import Listener, Waker
+from app.signals import Listener, Waker, Wakeup
 from migrations import runner
 from ops.bench import _database, _pgqueuer
 from ops.bench._report import Row, progress
@@ -49,24 +49,37 @@ class Options:
     claimers: int = 1
     latency_samples: int = 500
     enqueue_batch: int = 1000
+    rounds: int = 3
+    """Drains per variant; the median round is reported."""
     phase_seconds: float = 300.0
     """Deadline of each phase; the benchmark fails rather than hangs."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Options()
-    parser.add_argument("--jobs", type=int, default=defaults.jobs, help="jobs per drain")
-    parser.add_argument("--batch", type=int, default=defaults.batch, help="claim batch size")
+    for flag, default, text in [
+        ("--jobs", defaults.jobs, "jobs per drain"),
+        ("--batch", defaults.batch, "claim batch size"),
+        ("--claimers", defaults.claimers, "concurrent claim loops, in this one process"),
+        ("--latency-samples", defaults.latency_samples, "idle enqueue→claim samples"),
+        ("--enqueue-batch", defaults.enqueue_batch, "jobs per enqueue statement"),
+        ("--rounds", defaults.rounds, "drains per variant; the median is reported"),
+    ]:
+        parser.add_argument(flag, type=_positive, default=default, help=f"{text} ({default})")
     parser.add_argument(
-        "--claimers", type=int, default=defaults.claimers, help="claim loops (one process)"
+        "--phase-timeout",
+        type=float,
+        default=defaults.phase_seconds,
+        dest="phase_seconds",
+        help=f"seconds before a phase is abandoned ({defaults.phase_seconds:g})",
     )
-    parser.add_argument(
-        "--latency-samples", type=int, default=defaults.latency_samples, metavar="S"
-    )
-    parser.add_argument("--enqueue-batch", type=int, default=defaults.enqueue_batch)
-    parser.add_argument(
-        "--phase-timeout", type=float, default=defaults.phase_seconds, dest="phase_seconds"
-    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -76,6 +89,7 @@ def options_from(args: argparse.Namespace) -> Options:
         claimers=args.claimers,
         latency_samples=args.latency_samples,
         enqueue_batch=args.enqueue_batch,
+        rounds=args.rounds,
         phase_seconds=args.phase_seconds,
     )
 
@@ -131,28 +145,8 @@ async def run(server_url: str, options: Options) -> dict[str, Any]:
         await asyncio.to_thread(runner.upgrade, url)
         async with await _database.connect(url) as conn:
             postgres = await _database.describe(conn)
-
-            await _database.reset(conn, TABLES)
-            progress(f"enqueue: {options.jobs} jobs in batches of {options.enqueue_batch}")
-            enqueue_seconds = await _enqueue(conn, queue, options, project_ids=[None])
-            await _database.analyze(conn, TABLES)
-            progress(f"enqueue: {options.jobs / enqueue_seconds:,.0f} jobs/s; draining")
-            plain = await _timed_drain(conn, url, queue, options)
-            progress(f"drain: {plain.rate:,.0f} jobs/s")
-
-            await _database.reset(conn, TABLES)
-            cur = await conn.execute(
-                "INSERT INTO projects (name, concurrency_limit)"
-                " SELECT 'bench-' || n, %s FROM generate_series(1, %s) AS n RETURNING id",
-                (GATED_LIMIT, GATED_PROJECTS),
-            )
-            project_ids: list[int | None] = [row[0] for row in await cur.fetchall()]
-            await _enqueue(conn, queue, options, project_ids=project_ids)
-            await _database.analyze(conn, TABLES)
-            progress(f"drain, gated: {GATED_PROJECTS} projects limited to {GATED_LIMIT}")
-            gated = await _timed_drain(conn, url, queue, options)
-            progress(f"drain, gated: {gated.rate:,.0f} jobs/s")
-
+            enqueue, plain = await _drain_rounds(conn, url, queue, options, gated=False)
+            _, gated = await _drain_rounds(conn, url, queue, options, gated=True)
             await _database.reset(conn, TABLES)
         progress(f"latency: {options.latency_samples} idle enqueue→claim samples")
         async with asyncio.timeout(options.phase_seconds):
@@ -161,23 +155,58 @@ async def run(server_url: str, options: Options) -> dict[str, Any]:
 
     comparison = await _pgqueuer.compare(server_url, options)
     figures: dict[str, Any] = {
-        "enqueue_jobs_per_s": options.jobs / enqueue_seconds,
+        "enqueue_jobs_per_s": statistics.median(enqueue),
         "drain": _drain_figures(plain),
         "drain_gated": _drain_figures(gated),
         "latency_ms": latency.summary_ms() | {"samples": len(latency.samples)},
         "pgqueuer": comparison,
     }
     if "drain_jobs_per_s" in comparison:
-        figures["drain_ratio_vs_pgqueuer"] = plain.rate / comparison["drain_jobs_per_s"]
+        figures["drain_ratio_vs_pgqueuer"] = (
+            figures["drain"]["jobs_per_s"] / comparison["drain_jobs_per_s"]
+        )
     return {"parameters": asdict(options), "figures": figures, "postgres": postgres}
 
 
-def _drain_figures(drain: Drain) -> dict[str, Any]:
-    return asdict(drain) | {"jobs_per_s": drain.rate}
+async def _drain_rounds(
+    conn: AsyncConnection[Any], url: str, queue: Queue, options: Options, *, gated: bool
+) -> tuple[list[float], list[Drain]]:
+    """Each round: reset, enqueue (timed), analyze, drain (timed). Gated rounds spread the
+    jobs over projects whose concurrency limit is high enough never to throttle."""
+    name = "drain, gated" if gated else "drain"
+    enqueue_rates: list[float] = []
+    drains: list[Drain] = []
+    for n in range(1, options.rounds + 1):
+        await _database.reset(conn, TABLES)
+        project_ids: list[int | None] = [None]
+        if gated:
+            cur = await conn.execute(
+                "INSERT INTO projects (name, concurrency_limit)"
+                " SELECT 'bench-' || n, %s FROM generate_series(1, %s) AS n RETURNING id",
+                (GATED_LIMIT, GATED_PROJECTS),
+            )
+            project_ids = [row[0] for row in await cur.fetchall()]
+        enqueue_rates.append(options.jobs / await _enqueue(conn, queue, options, project_ids))
+        await _database.analyze(conn, TABLES)
+        drains.append(await _timed_drain(conn, url, queue, options))
+        progress(
+            f"{name}, round {n}/{options.rounds}: enqueue {enqueue_rates[-1]:,.0f} jobs/s, "
+            f"drain {drains[-1].rate:,.0f} jobs/s"
+        )
+    return enqueue_rates, drains
+
+
+def _drain_figures(drains: list[Drain]) -> dict[str, Any]:
+    """The median round, with every round's rate."""
+    median = sorted(drains, key=lambda d: d.rate)[len(drains) // 2]
+    return asdict(median) | {
+        "jobs_per_s": median.rate,
+        "rounds_jobs_per_s": [d.rate for d in drains],
+    }
 
 
 async def _enqueue(
-    conn: AsyncConnection[Any], queue: Queue, options: Options, *, project_ids: list[int | None]
+    conn: AsyncConnection[Any], queue: Queue, options: Options, project_ids: list[int | None]
 ) -> float:
     """Enqueue the run's jobs round-robin over `project_ids`; returns the seconds it took."""
     started = perf_counter()
@@ -203,13 +232,12 @@ async def _timed_drain(
             for _ in range(options.claimers)
         ]
         started = perf_counter()
-        async with asyncio.timeout(options.phase_seconds):
-            tallies = await asyncio.gather(
-                *(
-                    _claim_until_empty(c, queue, f"bench-{n}", options.batch)
-                    for n, c in enumerate(connections)
-                )
-            )
+        async with asyncio.timeout(options.phase_seconds), asyncio.TaskGroup() as loops:
+            claimers = [
+                loops.create_task(_claim_until_empty(c, queue, f"bench-{n}", options.batch))
+                for n, c in enumerate(connections)
+            ]
+    tallies = [claimer.result() for claimer in claimers]
     completed = sum(t.completed for t in tallies)
     left = await _database.count(conn, "jobs")
     if completed != options.jobs or left != 0:
@@ -249,29 +277,33 @@ async def _claim_until_empty(
 
 
 async def _latency(url: str, queue: Queue, options: Options) -> Latency:
-    """Enqueue one job at a time into an idle queue and time until a waiting claimer has it."""
-    listener = Listener(url, [jobs.NOTIFY_CHANNEL])
+    """Enqueue one job at a time into an idle queue (autocommit: the queue's waker sends the
+    NOTIFY) and time until a claimer waiting as the worker does has it."""
     claimed: asyncio.Queue[float] = asyncio.Queue()
     rng = random.Random(0)
     samples: list[float] = []
+    listener = Listener(url, [jobs.NOTIFY_CHANNEL])
     async with (
         AsyncConnectionPool(
             url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False
         ) as pool,
         await _database.connect(url) as producer,
         await _database.connect(url) as consumer,
-        _cancelling(listener.run()),
+        asyncio.TaskGroup() as tasks,
     ):
+        listening = tasks.create_task(listener.run())
         await asyncio.wait_for(listener.connected.wait(), HANDOFF_SECONDS)
         waker = Waker(pool, jobs.NOTIFY_CHANNEL)
-        async with _cancelling(_claim_when_woken(consumer, queue, listener, options, claimed)):
-            for _ in range(options.latency_samples):
-                await asyncio.sleep(rng.uniform(0.005, 0.020))  # let the claimer go idle
-                started = perf_counter()
-                await queue.enqueue(producer, NewJob(kind="noop"))
-                waker.wake()
-                samples.append(await asyncio.wait_for(claimed.get(), HANDOFF_SECONDS) - started)
-            await waker.aclose()
+        waking = dataclasses.replace(queue, waker=waker)
+        claiming = tasks.create_task(_claim_when_woken(consumer, queue, listener, options, claimed))
+        for _ in range(options.latency_samples):
+            await asyncio.sleep(rng.uniform(0.005, 0.020))  # let the claimer go idle
+            started = perf_counter()
+            await waking.enqueue(producer, NewJob(kind="noop"))
+            samples.append(await asyncio.wait_for(claimed.get(), HANDOFF_SECONDS) - started)
+        await waker.aclose()
+        claiming.cancel()
+        listening.cancel()
     return Latency(samples)
 
 
@@ -282,35 +314,21 @@ async def _claim_when_woken(
     options: Options,
     claimed: asyncio.Queue[float],
 ) -> None:
-    """The worker's idle loop: clear the event, claim, and wait for a wake-up or the poll."""
-    woken, unsubscribe = listener.event(jobs.NOTIFY_CHANNEL)
+    """The worker's idle loop: arm the wake-up, claim, and wait for a NOTIFY or the poll."""
+    wakeup = Wakeup(listener, jobs.NOTIFY_CHANNEL, POLL_SECONDS)
     try:
         while True:
-            woken.clear()
+            wakeup.arm()
             got = await queue.claim(conn, "bench-idle", options.batch)
             at = perf_counter()
             if got:
                 await queue.complete(conn, "bench-idle", [job.lease for job in got])
                 for _ in got:
                     claimed.put_nowait(at)
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), POLL_SECONDS)
+            else:
+                await wakeup.wait()
     finally:
-        unsubscribe()
-
-
-@contextlib.asynccontextmanager
-async def _cancelling(coro: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    """Run `coro` as a task for the duration of the block, then cancel it and wait for it;
-    a task that failed on its own re-raises its error here."""
-    task = asyncio.create_task(coro)
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        wakeup.close()
 
 
 def rows(result: dict[str, Any]) -> list[Row]:
@@ -319,8 +337,8 @@ def rows(result: dict[str, Any]) -> list[Row]:
     lat = figures["latency_ms"]
     out = [
         Row("enqueue", f"{figures['enqueue_jobs_per_s']:,.0f} jobs/s"),
-        _rate_row("drain", figures["drain"]["jobs_per_s"], TARGET_DRAIN),
-        _rate_row("drain, gated", figures["drain_gated"]["jobs_per_s"], TARGET_DRAIN),
+        *_drain_rows("drain", figures["drain"]),
+        *_drain_rows("drain, gated", figures["drain_gated"]),
         Row("  claim round trip (mean)", f"{figures['drain']['claim_ms']:.3f} ms"),
         Row("  complete round trip (mean)", f"{figures['drain']['complete_ms']:.3f} ms"),
         _ms_row("enqueue→claim p50", lat["p50"], TARGET_P50_MS),
@@ -344,8 +362,18 @@ def rows(result: dict[str, Any]) -> list[Row]:
     return out
 
 
-def _rate_row(label: str, rate: float, target: float) -> Row:
-    return Row(label, f"{rate:,.0f} jobs/s", f">= {target:,.0f}", _verdict(rate >= target))
+def _drain_rows(label: str, drain: dict[str, Any]) -> list[Row]:
+    rate = drain["jobs_per_s"]
+    rounds = drain["rounds_jobs_per_s"]
+    return [
+        Row(
+            f"{label} (median of {len(rounds)})",
+            f"{rate:,.0f} jobs/s",
+            f">= {TARGET_DRAIN:,.0f}",
+            _verdict(rate >= TARGET_DRAIN),
+        ),
+        Row("  rounds", " / ".join(f"{r:,.0f}" for r in rounds)),
+    ]
 
 
 def _ms_row(label: str, ms: float, target: float) -> Row:
