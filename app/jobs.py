@@ -223,21 +223,10 @@ class Queue:
         """Renew all of `owner`'s leases in one statement; returns the leases it has lost."""
         if not leases:
             return []
-        cur = await conn.execute(
-            _SQL["renew_leases"],
-            {
-                "owner": owner,
-                "job_ids": [lease.job_id for lease in leases],
-                "attempts": [lease.attempt for lease in leases],
-                "lease_seconds": self.lease_seconds,
-                "now": now,
-            },
-        )
+        params = {**_lease_params(owner, leases), "lease_seconds": self.lease_seconds, "now": now}
+        cur = await conn.execute(_SQL["renew_leases"], params)
         renewed = {row[0] for row in await cur.fetchall()}
-        lost = [lease for lease in leases if lease.job_id not in renewed]
-        for lease in lost:
-            log.warning("lease lost: job %s attempt %s (owner %s)", *lease, owner)
-        return lost
+        return self._lost(owner, leases, renewed, "heartbeat")
 
     async def complete(
         self, conn: AsyncConnection[Any], owner: str, leases: Sequence[Lease]
@@ -246,20 +235,15 @@ class Queue:
         completion was refused because another holder took the job over."""
         if not leases:
             return []
-        cur = await conn.execute(
-            _SQL["complete_jobs"],
-            {
-                "owner": owner,
-                "job_ids": [lease.job_id for lease in leases],
-                "attempts": [lease.attempt for lease in leases],
-            },
-        )
+        cur = await conn.execute(_SQL["complete_jobs"], _lease_params(owner, leases))
         done = {row[0] for row in await cur.fetchall()}
-        lost = [lease for lease in leases if lease.job_id not in done]
+        return self._lost(owner, leases, done, "completion")
+
+    @staticmethod
+    def _lost(owner: str, leases: Sequence[Lease], kept: set[int], what: str) -> list[Lease]:
+        lost = [lease for lease in leases if lease.job_id not in kept]
         for lease in lost:
-            log.warning(
-                "completion dropped, lease lost: job %s attempt %s (owner %s)", *lease, owner
-            )
+            log.warning("%s dropped, lease lost: job %s attempt %s (owner %s)", what, *lease, owner)
         return lost
 
     async def retry(
@@ -338,3 +322,11 @@ class Queue:
                 len(report.dead),
             )
         return report
+
+
+def _lease_params(owner: str, leases: Sequence[Lease]) -> dict[str, Any]:
+    return {
+        "owner": owner,
+        "job_ids": [lease.job_id for lease in leases],
+        "attempts": [lease.attempt for lease in leases],
+    }

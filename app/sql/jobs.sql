@@ -41,12 +41,13 @@ ORDER BY priority, run_at, id;
 
 -- name: renew_leases
 -- Heartbeat: extend every lease still held by %(owner)s at the given attempts; returns those.
+-- (Matching by primary key with array_position keeps a cached generic plan on jobs_pkey;
+-- a join with unnest() drifts to scanning every running job.)
 UPDATE jobs j
 SET lease_expires_at = coalesce(%(now)s::timestamptz, now())
                        + make_interval(secs => %(lease_seconds)s)
-FROM unnest(%(job_ids)s::bigint[], %(attempts)s::integer[]) AS held (job_id, attempt)
-WHERE j.id = held.job_id
-  AND j.attempt = held.attempt
+WHERE j.id = ANY (%(job_ids)s::bigint[])
+  AND j.attempt = (%(attempts)s::integer[])[array_position(%(job_ids)s::bigint[], j.id)]
   AND j.lease_owner = %(owner)s
   AND j.state = 'running'
 RETURNING j.id AS job_id;
@@ -54,9 +55,8 @@ RETURNING j.id AS job_id;
 -- name: complete_jobs
 -- Delete finished jobs; a job not returned was no longer ours (lease lost).
 DELETE FROM jobs j
-USING unnest(%(job_ids)s::bigint[], %(attempts)s::integer[]) AS done (job_id, attempt)
-WHERE j.id = done.job_id
-  AND j.attempt = done.attempt
+WHERE j.id = ANY (%(job_ids)s::bigint[])
+  AND j.attempt = (%(attempts)s::integer[])[array_position(%(job_ids)s::bigint[], j.id)]
   AND j.lease_owner = %(owner)s
   AND j.state = 'running'
 RETURNING j.id AS job_id;

@@ -115,15 +115,19 @@ BEGIN
     WHILE v_remaining > 0 AND v_round < 4 LOOP
         v_round := v_round + 1;
 
-        SELECT coalesce(array_agg(r.project_id), '{}') INTO v_saturated
-        FROM (
-            SELECT project_id, count(*) AS running
-            FROM jobs
-            WHERE state = 'running' AND project_id IS NOT NULL
-            GROUP BY project_id
-        ) r
-        JOIN projects p ON p.id = r.project_id
-        WHERE r.running >= p.concurrency_limit;
+        -- Counts stop at each limit, so running jobs of unlimited projects cost nothing.
+        SELECT coalesce(array_agg(p.id), '{}') INTO v_saturated
+        FROM projects p
+        WHERE p.concurrency_limit IS NOT NULL
+          AND (
+              SELECT count(*)
+              FROM (
+                  SELECT 1
+                  FROM jobs r
+                  WHERE r.state = 'running' AND r.project_id = p.id
+                  LIMIT p.concurrency_limit
+              ) running
+          ) >= p.concurrency_limit;
 
         SELECT coalesce(array_agg(c.id), '{}') INTO v_candidates
         FROM (

@@ -23,7 +23,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from app import jobs
-from app.jobs import NewJob, Queue
+from app.jobs import Lease, NewJob, Queue
 from app.signals import Listener, Waker, Wakeup
 from migrations import runner
 from ops.bench import _database, _pgqueuer
@@ -147,6 +147,9 @@ async def run(server_url: str, options: Options) -> dict[str, Any]:
             postgres = await _database.describe(conn)
             enqueue, plain = await _drain_rounds(conn, url, queue, options, gated=False)
             _, gated = await _drain_rounds(conn, url, queue, options, gated=True)
+            _, completer = await _drain_rounds(
+                conn, url, queue, options, gated=False, completer=True
+            )
             await _database.reset(conn, TABLES)
         progress(f"latency: {options.latency_samples} idle enqueue→claim samples")
         async with asyncio.timeout(options.phase_seconds):
@@ -158,6 +161,7 @@ async def run(server_url: str, options: Options) -> dict[str, Any]:
         "enqueue_jobs_per_s": statistics.median(enqueue),
         "drain": _drain_figures(plain),
         "drain_gated": _drain_figures(gated),
+        "drain_with_completer": _drain_figures(completer),
         "latency_ms": latency.summary_ms() | {"samples": len(latency.samples)},
         "pgqueuer": comparison,
     }
@@ -165,15 +169,26 @@ async def run(server_url: str, options: Options) -> dict[str, Any]:
         figures["drain_ratio_vs_pgqueuer"] = (
             figures["drain"]["jobs_per_s"] / comparison["drain_jobs_per_s"]
         )
+        figures["drain_with_completer_ratio_vs_pgqueuer"] = (
+            figures["drain_with_completer"]["jobs_per_s"] / comparison["drain_jobs_per_s"]
+        )
     return {"parameters": asdict(options), "figures": figures, "postgres": postgres}
 
 
 async def _drain_rounds(
-    conn: AsyncConnection[Any], url: str, queue: Queue, options: Options, *, gated: bool
+    conn: AsyncConnection[Any],
+    url: str,
+    queue: Queue,
+    options: Options,
+    *,
+    gated: bool,
+    completer: bool = False,
 ) -> tuple[list[float], list[Drain]]:
     """Each round: reset, enqueue (timed), analyze, drain (timed). Gated rounds spread the
-    jobs over projects whose concurrency limit is high enough never to throttle."""
-    name = "drain, gated" if gated else "drain"
+    jobs over projects whose concurrency limit is high enough never to throttle. Pipelined
+    Completer rounds hand completions to one completer task on its own connection, which
+    completes whatever has accumulated in one statement while the claimers claim on."""
+    name = "drain, gated" if gated else "drain, with completer" if completer else "drain"
     enqueue_rates: list[float] = []
     drains: list[Drain] = []
     for n in range(1, options.rounds + 1):
@@ -188,7 +203,10 @@ async def _drain_rounds(
             project_ids = [row[0] for row in await cur.fetchall()]
         enqueue_rates.append(options.jobs / await _enqueue(conn, queue, options, project_ids))
         await _database.analyze(conn, TABLES)
-        drains.append(await _timed_drain(conn, url, queue, options))
+        if completer:
+            drains.append(await _timed_drain_with_completer(conn, url, queue, options))
+        else:
+            drains.append(await _timed_drain(conn, url, queue, options))
         progress(
             f"{name}, round {n}/{options.rounds}: enqueue {enqueue_rates[-1]:,.0f} jobs/s, "
             f"drain {drains[-1].rate:,.0f} jobs/s"
@@ -251,6 +269,73 @@ async def _timed_drain(
         complete_ms=sum(t.complete_seconds for t in tallies)
         / max(1, sum(t.batches for t in tallies))
         * 1000,
+    )
+
+
+async def _timed_drain_with_completer(
+    conn: AsyncConnection[Any], url: str, queue: Queue, options: Options
+) -> Drain:
+    """Claimers claim; one completer completes what they hand over, batching as it goes."""
+    done: asyncio.Queue[tuple[str, list[Lease]] | None] = asyncio.Queue()
+    tally = _Claimer()
+    claim_tallies: list[_Claimer] = []
+
+    async def claimer(c: AsyncConnection[Any], owner: str) -> None:
+        mine = _Claimer()
+        claim_tallies.append(mine)
+        while True:
+            before = perf_counter()
+            claimed = await queue.claim(c, owner, options.batch)
+            mine.claims += 1
+            mine.claim_seconds += perf_counter() - before
+            if claimed:
+                done.put_nowait((owner, [job.lease for job in claimed]))
+            elif await _database.count(c, "jobs", "state = 'queued'") == 0:
+                return
+
+    async def complete_all(c: AsyncConnection[Any]) -> None:
+        finished = False
+        while not finished:
+            # Whatever was handed over meanwhile goes into one statement per owner.
+            handed = [await done.get()]
+            while not done.empty():
+                handed.append(done.get_nowait())
+            finished = None in handed
+            pending: dict[str, list[Lease]] = {}
+            for item in handed:
+                if item is not None:
+                    pending.setdefault(item[0], []).extend(item[1])
+            if not pending:
+                continue
+            before = perf_counter()
+            for owner, held in pending.items():
+                lost = await queue.complete(c, owner, held)
+                tally.completed += len(held) - len(lost)
+            tally.finished_at = perf_counter()
+            tally.complete_seconds += tally.finished_at - before
+            tally.batches += 1
+
+    async with contextlib.AsyncExitStack() as stack:
+        connections = [
+            await stack.enter_async_context(await _database.connect(url))
+            for _ in range(options.claimers + 1)
+        ]
+        started = perf_counter()
+        async with asyncio.timeout(options.phase_seconds):
+            completing = asyncio.create_task(complete_all(connections[0]))
+            await asyncio.gather(*(claimer(c, f"bench-{n}") for n, c in enumerate(connections[1:])))
+            done.put_nowait(None)
+            await completing
+    left = await _database.count(conn, "jobs")
+    if tally.completed != options.jobs or left != 0:
+        raise RuntimeError(f"drain confirmed {tally.completed} of {options.jobs}; {left} left")
+    claims = sum(t.claims for t in claim_tallies)
+    return Drain(
+        jobs=tally.completed,
+        seconds=tally.finished_at - started,
+        claims=claims,
+        claim_ms=sum(t.claim_seconds for t in claim_tallies) / claims * 1000,
+        complete_ms=tally.complete_seconds / max(1, tally.batches) * 1000,
     )
 
 
@@ -339,6 +424,7 @@ def rows(result: dict[str, Any]) -> list[Row]:
         Row("enqueue", f"{figures['enqueue_jobs_per_s']:,.0f} jobs/s"),
         *_drain_rows("drain", figures["drain"]),
         *_drain_rows("drain, gated", figures["drain_gated"]),
+        *_drain_rows("drain, claimer + completer", figures["drain_with_completer"]),
         Row("  claim round trip (mean)", f"{figures['drain']['claim_ms']:.3f} ms"),
         Row("  complete round trip (mean)", f"{figures['drain']['complete_ms']:.3f} ms"),
         _ms_row("enqueue→claim p50", lat["p50"], TARGET_P50_MS),
@@ -355,6 +441,12 @@ def rows(result: dict[str, Any]) -> list[Row]:
                 f"{figures['drain_ratio_vs_pgqueuer']:.2f}x",
                 "> 1",
                 _verdict(figures["drain_ratio_vs_pgqueuer"] > 1),
+            ),
+            Row(
+                "sluice claimer + completer / pgqueuer drain",
+                f"{figures['drain_with_completer_ratio_vs_pgqueuer']:.2f}x",
+                "> 1",
+                _verdict(figures["drain_with_completer_ratio_vs_pgqueuer"] > 1),
             ),
         ]
     else:
