@@ -68,4 +68,5 @@ def environment() -> dict[str, Any]:
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
