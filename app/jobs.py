@@ -183,8 +183,7 @@ class Queue:
                     )
                     existing = {key: job_id for key, job_id in await cur.fetchall()}
             if missing <= existing.keys():
-                if conn.info.transaction_status == TransactionStatus.IDLE:
-                    self.wake()
+                self._wake_if_committed(conn)
                 return [
                     Enqueued(job_id, True)
                     if job_id is not None
@@ -238,6 +237,29 @@ class Queue:
         cur = await conn.execute(_SQL["complete_jobs"], _lease_params(owner, leases))
         done = {row[0] for row in await cur.fetchall()}
         return self._lost(owner, leases, done, "completion")
+
+    async def release(
+        self,
+        conn: AsyncConnection[Any],
+        owner: str,
+        leases: Sequence[Lease],
+        *,
+        now: datetime | None = None,
+    ) -> list[Lease]:
+        """Re-queue unfinished jobs for immediate pick-up (a graceful stop); the attempt
+        stays counted. Returns the leases that were already lost."""
+        if not leases:
+            return []
+        params = {**_lease_params(owner, leases), "now": now}
+        cur = await conn.execute(_SQL["release_jobs"], params)
+        released = {row[0] for row in await cur.fetchall()}
+        if released:
+            self._wake_if_committed(conn)
+        return self._lost(owner, leases, released, "release")
+
+    def _wake_if_committed(self, conn: AsyncConnection[Any]) -> None:
+        if conn.info.transaction_status == TransactionStatus.IDLE:
+            self.wake()
 
     @staticmethod
     def _lost(owner: str, leases: Sequence[Lease], kept: set[int], what: str) -> list[Lease]:

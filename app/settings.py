@@ -15,6 +15,17 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def _default_worker_concurrency() -> int:
+    return max(2, min(32, 2 * (os.cpu_count() or 1)))
+
+
+class SandboxSetting(enum.StrEnum):
+    AUTO = "auto"
+    BWRAP = "bwrap"
+    PROCESS = "process"
+    NONE = "none"
+
+
 class ContainerType(enum.StrEnum):
     APP = "APP"
     WORKER = "WORKER"
@@ -56,11 +67,30 @@ class Settings(BaseSettings):
     poll_interval_seconds: PositiveSeconds = 2.0
     maintenance_interval_seconds: PositiveSeconds = 5.0
 
+    worker_concurrency: int = Field(default_factory=_default_worker_concurrency, ge=1, le=1024)
+    worker_grace_seconds: float = Field(default=30.0, ge=0)
+
+    sandbox: SandboxSetting = SandboxSetting.AUTO
+    sandbox_max_uses: int = Field(default=100, ge=1)
+    step_timeout_seconds: PositiveSeconds = 30.0
+    step_cpu_seconds: int = Field(default=30, ge=1)
+    step_memory_mb: int = Field(default=512, ge=32)
+    step_output_bytes: int = Field(default=1024 * 1024, ge=1024)
+    step_max_processes: int = Field(default=64, ge=1)
+    step_max_open_files: int = Field(default=256, ge=16)
+    cache_dir: Path | None = Field(
+        default=None, description="Worker cache; unset: <SLUICE_DATA_DIR>/cache."
+    )
+
     job_max_attempts: int = Field(default=5, ge=1)
     retry_base_seconds: PositiveSeconds = 1.0
     retry_max_seconds: PositiveSeconds = 300.0
 
     log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.data_dir / "cache"
 
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:

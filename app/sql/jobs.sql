@@ -148,3 +148,17 @@ buried AS (
 SELECT 'requeued' AS outcome, id AS job_id FROM requeued
 UNION ALL
 SELECT 'dead', id FROM buried;
+
+-- name: release_jobs
+-- Graceful stop: hand unfinished jobs back for another worker to take at once.
+UPDATE jobs j
+SET state = 'queued',
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    run_at = coalesce(%(now)s::timestamptz, now()),
+    last_error = 'released by worker ' || %(owner)s || ' stopping'
+WHERE j.id = ANY (%(job_ids)s::bigint[])
+  AND j.attempt = (%(attempts)s::integer[])[array_position(%(job_ids)s::bigint[], j.id)]
+  AND j.lease_owner = %(owner)s
+  AND j.state = 'running'
+RETURNING j.id AS job_id;
