@@ -21,7 +21,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -91,12 +91,14 @@ class Worker:
         handlers: Mapping[str, Handler] | None = None,
         *,
         worker_id: str | None = None,
+        on_settled: Callable[[Job, Outcome], None] | None = None,
     ) -> None:
         self.settings = settings
         self.id = worker_id or new_worker_id()
         self.slots = settings.worker_concurrency
         self.executor = Executor(handlers or {})
         self.stats = WorkerStats()
+        self._on_settled = on_settled
         self.started = asyncio.Event()
         self._inflight: dict[int, _InFlight] = {}
         self._slot_freed = asyncio.Event()
@@ -228,7 +230,6 @@ class Worker:
         for attempt in range(1, SETTLE_ATTEMPTS + 1):
             try:
                 await self._write_outcome(job, outcome, pool, queue, completer)
-                return
             except (psycopg.Error, OSError) as exc:
                 if attempt == SETTLE_ATTEMPTS:
                     log.error(
@@ -239,6 +240,10 @@ class Worker:
                     )
                     return
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+            else:
+                if self._on_settled is not None:
+                    self._on_settled(job, outcome)
+                return
 
     async def _write_outcome(
         self,

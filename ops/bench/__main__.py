@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.bench import _database, _report, queue
+from ops.bench import _database, _report, queue, worker
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,13 @@ BENCHMARKS = {
         run=lambda url, args: queue.run(url, queue.options_from(args)),
         rows=queue.rows,
         title=lambda result: queue.title(result["parameters"]),
+    ),
+    "worker": Benchmark(
+        help="no-op jobs per second through the real worker loop",
+        add_arguments=worker.add_arguments,
+        run=lambda url, args: worker.run(url, worker.options_from(args)),
+        rows=worker.rows,
+        title=lambda result: worker.title(result["parameters"]),
     ),
 }
 
