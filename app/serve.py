@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any
 
 import uvicorn
 
 from app.settings import Settings
 from app.web import create_app
+from worker.executor import Handler
 from worker.runner import Worker
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(settings: Settings) -> None:
-    """Run the roles of `settings.container_type` until SIGTERM/SIGINT (twice: at once)."""
+async def serve(settings: Settings, handlers: Mapping[str, Handler] | None = None) -> None:
+    """Run the roles of `settings.container_type` until SIGTERM/SIGINT (twice: at once).
+
+    `handlers` replaces the worker's job handlers (tests run real processes with their own).
+    """
     stop = asyncio.Event()
     server: _Server | None = None
     if settings.container_type.runs_app:
@@ -66,7 +70,7 @@ async def serve(settings: Settings) -> None:
     if server is not None:
         roles.append(server.serve())
     if settings.container_type.runs_worker:
-        roles.append(Worker(settings).run(stop))
+        roles.append(Worker(settings, handlers).run(stop))
     tasks = [asyncio.create_task(role) for role in roles]
     try:
         done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
