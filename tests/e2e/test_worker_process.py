@@ -135,3 +135,18 @@ def test_sigkill_mid_job_is_rescued_and_finishes_exactly_once(effects_db: str) -
     assert effects[0][1] != owner
     assert effects[0][2] == 2
     assert rows(effects_db, "SELECT count(*) FROM dead_jobs") == [(0,)]
+
+
+def test_a_second_sigterm_stops_at_once(effects_db: str) -> None:
+    enqueue(effects_db, [600.0, 0.1], 1)
+    env = worker_env(effects_db, SLUICE_WORKER_GRACE_SECONDS="600")
+    with worker_process(env) as process:
+        wait_until(effects_db, RUNNING, 1)
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        assert time.monotonic() - started < 10
+    # Stopped at once: the lease is left to expire and the rescuer re-queues the job.
+    assert rows(effects_db, "SELECT state::text FROM jobs") == [("running",)]
+    assert rows(effects_db, "SELECT count(*) FROM effects") == [(0,)]
