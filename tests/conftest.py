@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -51,7 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
             root = Path(tempfile.mkdtemp(prefix="sluice-test-pg-"))
             server = get_server(root / "pgdata", cleanup_mode="delete")
         url = server.get_uri("postgres")
-        config.stash[_embedded_key] = server
+        config.stash[_embedded_key] = (server, root)
     params = _server_params(url)
     config.option.postgresql_host = params["host"]
     config.option.postgresql_port = params["port"]
@@ -71,9 +72,11 @@ _server_url_key = pytest.StashKey[str]()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    server = config.stash.get(_embedded_key, None)
-    if server is not None:
+    embedded = config.stash.get(_embedded_key, None)
+    if embedded is not None:
+        server, root = embedded
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def migrate_template(
