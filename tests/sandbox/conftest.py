@@ -1,0 +1,35 @@
+"""Sandbox tests run real children in each isolating mode; bwrap ones skip where it cannot run."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from worker.sandbox import SandboxMode, SandboxPool, bwrap
+
+
+@pytest.fixture(params=[SandboxMode.BWRAP, SandboxMode.PROCESS], ids=str)
+def mode(request: pytest.FixtureRequest) -> SandboxMode:
+    mode = SandboxMode(request.param)
+    if mode is SandboxMode.BWRAP and (reason := bwrap.problem()) is not None:
+        pytest.skip(f"bubblewrap is not usable here: {reason}")
+    return mode
+
+
+@pytest.fixture
+async def pool(mode: SandboxMode) -> AsyncIterator[SandboxPool]:
+    async with SandboxPool(mode, warm=0) as pool:
+        yield pool
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A directory any uid may read (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="sluice-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)

@@ -1,0 +1,83 @@
+"""The bubblewrap command line, and whether bubblewrap works here.
+
+Invariant: a bwrap sandbox has no network (a network namespace of its own, with only a loopback
+nobody listens on), sees the host's root filesystem read-only, with private and size-capped /tmp,
+/run and /dev/shm (which hides host sockets such as PostgreSQL's), its own /proc and /dev, its own
+PID namespace (killing its init kills every process in it), its own user namespace in which
+it is uid/gid 65534 and cannot create further user namespaces, and it dies with the worker.
+The child is the namespace's init: when it dies, the kernel kills everything else inside.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+SANDBOX_ID = 65534
+HIDDEN = ("/tmp", "/run", "/dev", "/proc")
+"""Host paths the sandbox does not see; anything it needs below them is bound explicitly."""
+HOME = "/tmp"
+
+
+def command(
+    inner: Sequence[str], *, binds: Sequence[str] = (), tmpfs_bytes: int, executable: str = "bwrap"
+) -> list[str]:
+    """`inner` wrapped in bwrap; `binds` are host paths made visible, read-only, at the same
+    place (those under a hidden path)."""
+    size = str(tmpfs_bytes)
+    argv = [
+        executable,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--uid", str(SANDBOX_ID),
+        "--gid", str(SANDBOX_ID),
+        "--hostname", "sandbox",
+        "--ro-bind", "/", "/",
+        "--size", size, "--tmpfs", "/tmp",
+        "--size", size, "--tmpfs", "/run",
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", size, "--tmpfs", "/dev/shm",
+    ]  # fmt: skip
+    for path in binds:
+        argv += ["--ro-bind", path, path]
+    # --as-pid-1: the child is the namespace's init, so bwrap waits for (and reaps) it directly;
+    # with bwrap's own init in between, that init is orphaned to the host's when the child exits.
+    argv += ["--chdir", HOME, "--as-pid-1", "--die-with-parent", "--new-session", "--", *inner]
+    return argv
+
+
+def hidden(path: str) -> bool:
+    """Whether the sandbox would not see the host's `path` without a bind."""
+    real = os.path.realpath(path)
+    return any(real == root or real.startswith(root + "/") for root in HIDDEN)
+
+
+@functools.cache
+def problem() -> str | None:
+    """Why bwrap cannot run our sandboxes here, or None if it can: probed once per process by
+    starting a real one (as an unprivileged uid when we are root, as the pool does)."""
+    executable = shutil.which("bwrap")
+    if executable is None:
+        return "bwrap is not on PATH"
+    as_root = os.geteuid() == 0
+    try:
+        done = subprocess.run(
+            command(["true"], tmpfs_bytes=1024 * 1024, executable=executable),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env={"PATH": "/usr/bin:/bin"},
+            user=SANDBOX_ID if as_root else None,
+            group=SANDBOX_ID if as_root else None,
+            extra_groups=[] if as_root else None,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"running bwrap failed: {exc}"
+    if done.returncode != 0:
+        return f"bwrap exited with {done.returncode}: {done.stderr.strip()[:500]}"
+    return None

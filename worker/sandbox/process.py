@@ -1,0 +1,501 @@
+"""One sandbox child, seen from the worker: start it, run steps on it one at a time, tear it down.
+
+Invariants:
+- The protocol has two pipes of its own. The child's fd 1 and 2 are capture pipes, read here
+  during a step into a capped `Capture`: step code cannot reach the protocol stream by printing,
+  nor make the worker hold more output than the cap.
+- A step ends in exactly one `StepResult`. Unless it ends in a well-formed reply, the sandbox is
+  killed (its namespace's init, or its process group and every process of its uid) before the
+  result is returned.
+- `close()` leaves nothing: no process, fd, event-loop reader or temp dir. `gone` says whether
+  every process of the sandbox's uid was seen to end; only then may the uid be reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from worker.sandbox import protocol, uids
+from worker.sandbox.capture import STDERR, STDOUT, Capture
+from worker.sandbox.launch import Launch, Launcher
+from worker.sandbox.step import Limits, StepResult, StepStatus
+
+logger = logging.getLogger(__name__)
+
+EXIT_SECONDS = 2.0
+"""How long a child may take to exit once its request pipe is closed, or once it is killed."""
+CLEAR_SECONDS = 5.0
+"""How long killing the last processes of a sandbox uid may take."""
+EOF_GRACE_SECONDS = 1.0
+"""How long a closed reply pipe may precede the child's exit before it counts as broken."""
+PING_SECONDS = 10.0
+_READ_BYTES = 64 * 1024
+_READS_PER_WAKEUP = 16
+_STALE_OUTPUT_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Reply:
+    message: Any
+
+
+@dataclass(frozen=True)
+class _Exited:
+    returncode: int
+
+
+@dataclass(frozen=True)
+class _Broken:
+    reason: str
+
+
+class _Overflow:
+    pass
+
+
+class _Timeout:
+    pass
+
+
+_Event = _Reply | _Exited | _Broken | _Overflow | _Timeout
+
+
+class Sandbox:
+    """A started child. Not safe for concurrent steps: the pool hands it to one step at a time."""
+
+    def __init__(
+        self,
+        launch: Launch,
+        popen: subprocess.Popen[bytes],
+        *,
+        pidfd: int,
+        request_fd: int,
+        reply_fd: int,
+        stdout_fd: int,
+        stderr_fd: int,
+        max_frame_bytes: int,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._launch = launch
+        self._popen = popen
+        self._pidfd = pidfd
+        self._request_fd = request_fd
+        self._reply_fd = reply_fd
+        self._outputs = {stdout_fd: STDOUT, stderr_fd: STDERR}
+        self._max_frame_bytes = max_frame_bytes
+        self._decoder = protocol.FrameDecoder(max_frame_bytes)
+        self._exited: asyncio.Future[int] = self._loop.create_future()
+        self._pending: asyncio.Future[_Event] | None = None
+        self._capture: Capture | None = None
+        self._eof_timer: asyncio.TimerHandle | None = None
+        self._broken: str | None = None
+        self._abort: str | None = None
+        self._closed = False
+        self._terminated = False
+        self.uses = 0
+        self.returncode: int | None = None
+        self.gone = False
+        self._loop.add_reader(reply_fd, self._on_reply)
+        self._loop.add_reader(pidfd, self._on_exit)
+
+    @classmethod
+    async def start(
+        cls, launcher: Launcher, *, uid: int | None, binds: Sequence[str] = ()
+    ) -> Sandbox:
+        """Spawn a child. The fork happens on the event loop's thread on purpose: bwrap's
+        --die-with-parent follows the thread that forked it, which must live as long as we do."""
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        ours = [request_w, reply_r, stdout_r, stderr_r]
+        launch: Launch | None = None
+        try:
+            launch = launcher.prepare(request_fd=request_r, reply_fd=reply_w, uid=uid, binds=binds)
+            popen = subprocess.Popen(  # noqa: ASYNC220 (see the docstring)
+                launch.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout_w,
+                stderr=stderr_w,
+                pass_fds=(request_r, reply_w),
+                env=launch.env,
+                cwd=launch.cwd,
+                user=launch.uid,
+                group=launch.uid,
+                extra_groups=None if launch.uid is None else [],
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            if launch is not None and launch.temp_dir is not None:
+                shutil.rmtree(launch.temp_dir, ignore_errors=True)
+            raise
+        finally:
+            for fd in (request_r, reply_w, stdout_w, stderr_w):
+                os.close(fd)
+        for fd in ours:
+            os.set_blocking(fd, False)
+        # The child exists until we reap it, even if it has already exited: this cannot fail
+        # for want of a process.
+        pidfd = os.pidfd_open(popen.pid)
+        return cls(
+            launch,
+            popen,
+            pidfd=pidfd,
+            request_fd=request_w,
+            reply_fd=reply_r,
+            stdout_fd=stdout_r,
+            stderr_fd=stderr_r,
+            max_frame_bytes=launcher.max_frame_bytes,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def uid(self) -> int | None:
+        return self._launch.uid
+
+    @property
+    def usable(self) -> bool:
+        """Alive, idle, and nothing odd seen: it may take another step."""
+        return (
+            self.returncode is None
+            and self._broken is None
+            and self._pending is None
+            and not self._closed
+        )
+
+    async def step(self, frame: bytes, limits: Limits) -> StepResult:
+        """Run one encoded step request."""
+        self.uses += 1
+        started = perf_counter()
+        event, capture = await self._exchange(frame, limits.wall_seconds, limits.output_bytes)
+        result = self._classify(event, capture, limits, perf_counter() - started)
+        if result.status is not StepStatus.SUCCEEDED and self._broken is None:
+            self._broken = f"its last step ended {result.status}"
+        healthy = isinstance(event, _Reply) and result.status in _HEALTHY
+        if not healthy:
+            await self._terminate()
+        return result
+
+    async def ping(self) -> None:
+        """One round trip; raises RuntimeError (and kills the child) without a pong."""
+        frame = protocol.encode({"op": "ping"}, self._max_frame_bytes)
+        event, capture = await self._exchange(frame, PING_SECONDS, 64 * 1024)
+        if not (isinstance(event, _Reply) and event.message == {"status": "pong"}):
+            await self._terminate()
+            raise RuntimeError(f"the sandbox did not answer a ping: {event}; {capture.text(2)}")
+
+    def kill(self, reason: str | None = None) -> None:
+        """SIGKILL the sandbox now (its in-flight step, if any, ends INTERNAL_ERROR with
+        `reason`). In bwrap mode the namespace's init is killed, which kills everything in the
+        namespace, and bwrap then reaps it and exits: nothing is left to the host's init."""
+        if reason is not None and self._abort is None:
+            self._abort = reason
+        if self._broken is None:
+            self._broken = reason or "it was killed"
+        if self._launch.nested:
+            targets = _children(self.pid)
+            for pid in targets:
+                _signal(pid, group=False)
+            if not targets and self.returncode is None:
+                _signal(self.pid, group=True)
+            return
+        if self.returncode is None:
+            _signal(self.pid, group=True)
+        if self.uid is not None:
+            uids.kill_all(self.uid)
+
+    async def close(self, *, graceful: bool = True) -> None:
+        """Stop the child (by closing its request pipe, if it is idle and `graceful`; else by
+        killing it) and release everything it held."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if graceful and self.returncode is None and self._pending is None:
+                os.close(self._request_fd)
+                self._request_fd = -1
+                await self._wait_exit(EXIT_SECONDS)
+            await self._terminate()
+        finally:
+            self._release()
+
+    async def _exchange(
+        self, frame: bytes, wall_seconds: float, output_limit: int
+    ) -> tuple[_Event, Capture]:
+        if not self.usable:
+            raise RuntimeError(f"this sandbox cannot take a request: {self._broken or 'closed'}")
+        capture = Capture(output_limit)
+        for fd in self._outputs:
+            _discard(fd)
+        self._capture = capture
+        for fd in self._outputs:
+            self._loop.add_reader(fd, self._on_output, fd)
+        self._pending = pending = self._loop.create_future()
+        try:
+            async with asyncio.timeout(wall_seconds):
+                await self._send(frame)
+                event = await pending
+        except TimeoutError:
+            event = _Timeout()
+        except BaseException:
+            self.kill("the step was cancelled")
+            raise
+        finally:
+            self._pending = None
+            self._finish_output(capture)
+        return (_Overflow() if capture.exceeded else event), capture
+
+    def _classify(
+        self, event: _Event, capture: Capture, limits: Limits, duration: float
+    ) -> StepResult:
+        def result(
+            status: StepStatus, error: str | None, traceback: Any = None, output: Any = None
+        ) -> StepResult:
+            return StepResult(
+                status=status,
+                output=output,
+                error=error,
+                traceback=None if traceback is None else str(traceback),
+                stdout=capture.text(STDOUT),
+                stderr=capture.text(STDERR),
+                duration_seconds=duration,
+            )
+
+        match event:
+            case _Reply({"status": "succeeded", **reply}):
+                return result(StepStatus.SUCCEEDED, None, output=reply.get("output"))
+            case _Reply({"status": "failed", **reply}):
+                return result(StepStatus.FAILED, str(reply.get("error")), reply.get("traceback"))
+            case _Reply({"status": "memory", **reply}):
+                error = f"the step exceeded its memory limit of {limits.memory_bytes} bytes"
+                return result(
+                    StepStatus.MEMORY_LIMIT_EXCEEDED,
+                    f"{error} ({reply.get('error')})",
+                    reply.get("traceback"),
+                )
+            case _Reply({"status": "error", **reply}):
+                return result(StepStatus.INTERNAL_ERROR, f"sandbox child: {reply.get('error')}")
+            case _Reply(message):
+                error = f"sandbox protocol error: unexpected reply {str(message)[:200]}"
+                return result(StepStatus.INTERNAL_ERROR, error)
+            case _Timeout():
+                error = f"the step ran longer than its wall time limit of {limits.wall_seconds:g} s"
+                return result(StepStatus.TIMEOUT, error)
+            case _Overflow():
+                error = f"the step wrote more than {limits.output_bytes} bytes to stdout and stderr"
+                return result(StepStatus.LOG_SIZE_EXCEEDED, error)
+            case _Broken(reason):
+                return result(StepStatus.INTERNAL_ERROR, f"sandbox protocol error: {reason}")
+            case _Exited(returncode):
+                if self._abort is not None:
+                    return result(
+                        StepStatus.INTERNAL_ERROR, f"the sandbox was killed: {self._abort}"
+                    )
+                number = self._signal_number(returncode)
+                if number == signal.SIGXCPU:
+                    error = f"the step used more than its CPU time limit of {limits.cpu_seconds} s"
+                    return result(StepStatus.TIMEOUT, error)
+                return result(StepStatus.INTERNAL_ERROR, self._describe_exit(returncode))
+        raise AssertionError(event)  # pragma: no cover
+
+    def _signal_number(self, returncode: int) -> int | None:
+        if returncode < 0:
+            return -returncode
+        # bwrap reports a signal that ended its child as 128 + the signal's number.
+        if self._launch.nested and returncode > 128:
+            return returncode - 128
+        return None
+
+    def _describe_exit(self, returncode: int) -> str:
+        number = self._signal_number(returncode)
+        if number is None:
+            return f"the sandbox process exited with code {returncode} before replying"
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown"
+        return f"the sandbox process was killed by signal {number} ({name}) before replying"
+
+    async def _send(self, frame: bytes) -> None:
+        view = memoryview(frame)
+        while view:
+            try:
+                view = view[os.write(self._request_fd, view) :]
+            except BlockingIOError:
+                await self._writable()
+            except OSError:
+                return  # the child is gone or stopped reading; its exit or the timeout ends it
+
+    async def _writable(self) -> None:
+        ready: asyncio.Future[None] = self._loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self._loop.add_writer(self._request_fd, wake)
+        try:
+            await ready
+        finally:
+            self._loop.remove_writer(self._request_fd)
+
+    def _resolve(self, event: _Event) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_result(event)
+
+    def _break(self, reason: str) -> None:
+        if self._broken is None:
+            self._broken = reason
+        self._resolve(_Broken(reason))
+
+    def _on_reply(self) -> None:
+        while (data := _read(self._reply_fd)) is not None:
+            if not data:
+                self._loop.remove_reader(self._reply_fd)
+                if self.returncode is None and self._eof_timer is None:
+                    self._eof_timer = self._loop.call_later(
+                        EOF_GRACE_SECONDS, self._break, "the child closed its reply pipe"
+                    )
+                return
+            try:
+                messages = self._decoder.feed(data)
+            except protocol.ProtocolError as exc:
+                self._loop.remove_reader(self._reply_fd)
+                self._break(str(exc))
+                return
+            for message in messages:
+                if self._pending is None or self._pending.done():
+                    self._break("the child sent a reply nobody asked for")
+                else:
+                    self._pending.set_result(_Reply(message))
+
+    def _on_exit(self) -> None:
+        if not self._launch.nested:
+            # Until the child is reaped its pid still names its group: kill what is left of it.
+            _signal(self.pid, group=True)
+        returncode = self._popen.poll()
+        if returncode is None:
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        self.returncode = returncode
+        if self._reply_fd >= 0:
+            self._on_reply()  # a reply written just before the exit still counts
+        self._resolve(_Exited(returncode))
+        if not self._exited.done():
+            self._exited.set_result(returncode)
+
+    def _on_output(self, fd: int) -> None:
+        for _ in range(_READS_PER_WAKEUP):
+            data = _read(fd)
+            if data is None:
+                return
+            if not data:
+                self._loop.remove_reader(fd)
+                return
+            if self._capture is not None and not self._capture.add(self._outputs[fd], data):
+                for each in self._outputs:
+                    self._loop.remove_reader(each)
+                self._resolve(_Overflow())
+                return
+
+    def _finish_output(self, capture: Capture) -> None:
+        """Take what is still in the capture pipes: the child flushes before it replies, so
+        this is all the step wrote (up to the cap)."""
+        self._capture = None
+        for fd, stream in self._outputs.items():
+            self._loop.remove_reader(fd)
+            while not capture.exceeded and (data := _read(fd)):
+                capture.add(stream, data)
+
+    async def _wait_exit(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(asyncio.shield(self._exited), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _terminate(self) -> None:
+        """Kill whatever of the sandbox still runs and wait until it is gone."""
+        if self._terminated:
+            return
+        self._terminated = True
+        self.kill()
+        if not await self._wait_exit(EXIT_SECONDS):
+            if self.returncode is None:
+                _signal(self.pid, group=True)
+            if not await self._wait_exit(EXIT_SECONDS):
+                logger.error("sandbox process %d did not exit after SIGKILL", self.pid)
+        if self.uid is None:
+            self.gone = self.returncode is not None
+            return
+        self.gone = await uids.clear(self.uid, CLEAR_SECONDS)
+        if not self.gone:
+            logger.error("processes of sandbox uid %d survived SIGKILL", self.uid)
+
+    def _release(self) -> None:
+        if self._eof_timer is not None:
+            self._eof_timer.cancel()
+        for fd in (self._request_fd, self._reply_fd, self._pidfd, *self._outputs):
+            if fd >= 0:
+                self._loop.remove_reader(fd)
+                self._loop.remove_writer(fd)
+                os.close(fd)
+        self._request_fd = self._reply_fd = self._pidfd = -1
+        self._outputs = {}
+        if self._launch.temp_dir is not None:
+            shutil.rmtree(self._launch.temp_dir, ignore_errors=True)
+
+
+_HEALTHY = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.MEMORY_LIMIT_EXCEEDED)
+"""Outcomes after which the child itself is intact (though only a success lets it be reused)."""
+
+
+def _read(fd: int) -> bytes | None:
+    """Some bytes, b"" at end of stream, None if none are ready."""
+    try:
+        return os.read(fd, _READ_BYTES)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
+def _discard(fd: int) -> None:
+    """Drop output written after the previous step's reply (by threads it left behind)."""
+    dropped = 0
+    while dropped < _STALE_OUTPUT_BYTES and (data := _read(fd)):
+        dropped += len(data)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []
+
+
+def _signal(pid: int, *, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
