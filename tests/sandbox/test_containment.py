@@ -63,6 +63,62 @@ async def test_a_fork_bomb_is_contained_and_leaves_no_process(mode: SandboxMode)
     assert descendants() == before
 
 
+async def test_processes_a_step_starts_do_not_outlive_it(pool: SandboxPool) -> None:
+    start = """
+    import subprocess
+    def run(input, ctx):
+        return subprocess.Popen(["sleep", "1000"], start_new_session=True).pid
+    """
+    check = """
+    import os
+    def run(input, ctx):
+        try:
+            os.kill(input, 0)
+        except ProcessLookupError:
+            return "gone"
+        return "alive"
+    """
+    pid = (await pool.run("p", step(start))).output
+    assert (await pool.run("p", step(check, pid))).output == "gone"
+
+
+SPAWN_THEN_SPIN = """
+import signal, subprocess
+def run(input, ctx):
+    if input == "ignore SIGTERM":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    children = [subprocess.Popen(["sleep", "1000"]) for _ in range(5)]
+    subprocess.Popen(["sh", "-c", "sleep 1000 & sleep 1000"], start_new_session=True)
+    while True:
+        pass
+"""
+
+
+@pytest.mark.slow
+async def test_a_step_stopped_amid_subprocesses_leaves_no_process_not_even_a_zombie(
+    mode: SandboxMode,
+) -> None:
+    before = descendants()
+    async with SandboxPool(mode, warm=0) as pool:
+        result = await pool.run("p", step(SPAWN_THEN_SPIN, limits=Limits(wall_seconds=0.5)))
+    assert result.status is StepStatus.TIMEOUT
+    assert processes_of(pool.uids) == []
+    assert descendants() == before
+
+
+@pytest.mark.slow
+async def test_a_step_that_ignores_sigterm_is_killed_all_the_same(mode: SandboxMode) -> None:
+    before = descendants()
+    request = step(SPAWN_THEN_SPIN, "ignore SIGTERM", limits=Limits(wall_seconds=0.5))
+    async with SandboxPool(mode, warm=0) as pool:
+        result = await pool.run("p", request)
+    assert result.status is StepStatus.TIMEOUT
+    # In process mode the SIGKILL fallback orphans the step's dead children to the host's init
+    # (bwrap's namespace reaps them): only live processes are certain to be gone there.
+    assert processes_of(pool.uids, zombies=mode is SandboxMode.BWRAP) == []
+    assert descendants() == before
+
+
 async def test_printing_100_mb_is_stopped_at_the_cap_without_buffering_it(
     pool: SandboxPool,
 ) -> None:

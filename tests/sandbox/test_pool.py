@@ -63,6 +63,13 @@ async def test_a_child_serves_one_project_only(pool: SandboxPool) -> None:
     assert await child_of(pool, "b") == b
 
 
+async def test_concurrent_steps_of_one_project_get_a_child_each(pool: SandboxPool) -> None:
+    tokens = await asyncio.gather(*(child_of(pool, "p") for _ in range(4)))
+    assert len(set(tokens)) == 4
+    again = await asyncio.gather(*(child_of(pool, "p") for _ in range(4)))
+    assert set(again) == set(tokens)
+
+
 async def test_a_child_with_other_limits_or_paths_is_another_child(pool: SandboxPool) -> None:
     default = await child_of(pool, "p")
     other_limits = StepRequest(WHO_AM_I.code, None, {}, Limits(wall_seconds=19))

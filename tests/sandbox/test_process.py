@@ -91,3 +91,18 @@ async def test_each_step_gets_only_its_own_output(pool: SandboxPool) -> None:
     first = await pool.run("p", step(echo, "one"))
     second = await pool.run("p", step(echo, "two"))
     assert (first.stdout, second.stdout) == ("one\n", "two\n")
+
+
+async def test_frames_larger_than_a_pipe_buffer_cross_both_ways(pool: SandboxPool) -> None:
+    big = {"text": "ü" * 3_000_000, "numbers": list(range(100_000))}
+    result = await pool.run("p", step("def run(input, ctx):\n    return input", big))
+    assert result.status is StepStatus.SUCCEEDED, result.error
+    assert result.output == big
+
+
+async def test_a_child_that_cannot_start_reports_why(mode: SandboxMode) -> None:
+    async with SandboxPool(mode, warm=1, python="/bin/sh") as pool:
+        result = await pool.run("p", step("def run(input, ctx):\n    return 1"))
+    assert result.status is StepStatus.INTERNAL_ERROR
+    assert result.error == "the sandbox process exited with code 2 before replying"
+    assert "Illegal option" in result.stderr

@@ -26,7 +26,7 @@ def command(
     inner: Sequence[str], *, binds: Sequence[str] = (), tmpfs_bytes: int, executable: str = "bwrap"
 ) -> list[str]:
     """`inner` wrapped in bwrap; `binds` are host paths made visible, read-only, at the same
-    place (those under a hidden path)."""
+    place (those under a hidden path; a missing one is skipped)."""
     size = str(tmpfs_bytes)
     argv = [
         executable,
@@ -44,7 +44,7 @@ def command(
         "--size", size, "--tmpfs", "/dev/shm",
     ]  # fmt: skip
     for path in binds:
-        argv += ["--ro-bind", path, path]
+        argv += ["--ro-bind-try", path, path]
     # --as-pid-1: the child is the namespace's init, so bwrap waits for (and reaps) it directly;
     # with bwrap's own init in between, that init is orphaned to the host's when the child exits.
     argv += ["--chdir", HOME, "--as-pid-1", "--die-with-parent", "--new-session", "--", *inner]

@@ -187,6 +187,13 @@ class _Child:
         with contextlib.suppress(OSError):
             os.chdir(self.home)
 
+    def stop(self, signum: int, frame: object) -> None:
+        """The parent's request to stop now (process mode), even amid a step: end the step's
+        processes and reap them here, then exit."""
+        if os.getpid() == self.owner:
+            self.sweep()
+        os._exit(128 + signum)
+
     def sweep(self) -> None:
         """Kill whatever the step left running and reap it. Only where every other process
         this signal can reach belongs to this sandbox: its own uid or PID namespace."""
@@ -237,9 +244,10 @@ def main(argv: list[str]) -> int:
     if os.getpid() == 1:
         # A namespace's init ignores signals it has no handler for, SIGXCPU included.
         signal.signal(signal.SIGXCPU, _cpu_exceeded)
+    child = _Child(config)
     if config["harden"]:
         _harden()
-    child = _Child(config)
+        signal.signal(signal.SIGTERM, child.stop)
     max_bytes = config["max_frame_bytes"]
     while True:
         try:

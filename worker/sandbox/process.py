@@ -14,25 +14,27 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import signal
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
 
-from worker.sandbox import protocol, uids
+from worker.sandbox import outcome, protocol, uids
 from worker.sandbox.capture import STDERR, STDOUT, Capture
 from worker.sandbox.launch import Launch, Launcher
+from worker.sandbox.outcome import Broken, Event, Exited, Overflow, Reply, Timeout
 from worker.sandbox.step import Limits, StepResult, StepStatus
 
 logger = logging.getLogger(__name__)
 
 EXIT_SECONDS = 2.0
 """How long a child may take to exit once its request pipe is closed, or once it is killed."""
+STOP_SECONDS = 0.5
+"""How long a child asked to stop (process mode: SIGTERM) may take before it is killed."""
 CLEAR_SECONDS = 5.0
 """How long killing the last processes of a sandbox uid may take."""
 EOF_GRACE_SECONDS = 1.0
@@ -41,32 +43,6 @@ PING_SECONDS = 10.0
 _READ_BYTES = 64 * 1024
 _READS_PER_WAKEUP = 16
 _STALE_OUTPUT_BYTES = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class _Reply:
-    message: Any
-
-
-@dataclass(frozen=True)
-class _Exited:
-    returncode: int
-
-
-@dataclass(frozen=True)
-class _Broken:
-    reason: str
-
-
-class _Overflow:
-    pass
-
-
-class _Timeout:
-    pass
-
-
-_Event = _Reply | _Exited | _Broken | _Overflow | _Timeout
 
 
 class Sandbox:
@@ -94,13 +70,14 @@ class Sandbox:
         self._max_frame_bytes = max_frame_bytes
         self._decoder = protocol.FrameDecoder(max_frame_bytes)
         self._exited: asyncio.Future[int] = self._loop.create_future()
-        self._pending: asyncio.Future[_Event] | None = None
+        self._pending: asyncio.Future[Event] | None = None
         self._capture: Capture | None = None
         self._eof_timer: asyncio.TimerHandle | None = None
         self._broken: str | None = None
         self._abort: str | None = None
         self._closed = False
         self._terminated = False
+        self._served = False
         self.uses = 0
         self.returncode: int | None = None
         self.gone = False
@@ -182,10 +159,17 @@ class Sandbox:
         self.uses += 1
         started = perf_counter()
         event, capture = await self._exchange(frame, limits.wall_seconds, limits.output_bytes)
-        result = self._classify(event, capture, limits, perf_counter() - started)
+        result = outcome.classify(
+            event,
+            capture,
+            limits,
+            perf_counter() - started,
+            nested=self._launch.nested,
+            abort=self._abort,
+        )
         if result.status is not StepStatus.SUCCEEDED and self._broken is None:
             self._broken = f"its last step ended {result.status}"
-        healthy = isinstance(event, _Reply) and result.status in _HEALTHY
+        healthy = isinstance(event, Reply) and result.status in outcome.HEALTHY
         if not healthy:
             await self._terminate()
         return result
@@ -194,29 +178,32 @@ class Sandbox:
         """One round trip; raises RuntimeError (and kills the child) without a pong."""
         frame = protocol.encode({"op": "ping"}, self._max_frame_bytes)
         event, capture = await self._exchange(frame, PING_SECONDS, 64 * 1024)
-        if not (isinstance(event, _Reply) and event.message == {"status": "pong"}):
+        if not (isinstance(event, Reply) and event.message == {"status": "pong"}):
             await self._terminate()
             raise RuntimeError(f"the sandbox did not answer a ping: {event}; {capture.text(2)}")
 
     def kill(self, reason: str | None = None) -> None:
-        """SIGKILL the sandbox now (its in-flight step, if any, ends INTERNAL_ERROR with
-        `reason`). In bwrap mode the namespace's init is killed, which kills everything in the
-        namespace, and bwrap then reaps it and exits: nothing is left to the host's init."""
+        """Stop the sandbox now; its in-flight step, if any, ends INTERNAL_ERROR with `reason`.
+
+        bwrap: SIGKILL the namespace's init (the child), which kills everything in the namespace;
+        bwrap then reaps it and exits. Process mode: SIGTERM the child, whose handler kills every
+        other process of its uid, reaps them (it is their subreaper) and exits; `_terminate`
+        falls back to SIGKILL. Either way no zombie is left to the host's init, which may never
+        reap it."""
         if reason is not None and self._abort is None:
             self._abort = reason
         if self._broken is None:
             self._broken = reason or "it was killed"
-        if self._launch.nested:
-            targets = _children(self.pid)
-            for pid in targets:
-                _signal(pid, group=False)
-            if not targets and self.returncode is None:
-                _signal(self.pid, group=True)
+        if self.returncode is not None:
             return
-        if self.returncode is None:
-            _signal(self.pid, group=True)
-        if self.uid is not None:
-            uids.kill_all(self.uid)
+        if not self._launch.nested:
+            _signal(self.pid, signal.SIGTERM)
+            return
+        targets = _children(self.pid)
+        for pid in targets:
+            _signal(pid, signal.SIGKILL)
+        if not targets:  # bwrap has not started it yet
+            _signal(-self.pid, signal.SIGKILL)
 
     async def close(self, *, graceful: bool = True) -> None:
         """Stop the child (by closing its request pipe, if it is idle and `graceful`; else by
@@ -235,12 +222,14 @@ class Sandbox:
 
     async def _exchange(
         self, frame: bytes, wall_seconds: float, output_limit: int
-    ) -> tuple[_Event, Capture]:
+    ) -> tuple[Event, Capture]:
         if not self.usable:
             raise RuntimeError(f"this sandbox cannot take a request: {self._broken or 'closed'}")
         capture = Capture(output_limit)
-        for fd in self._outputs:
-            _discard(fd)
+        if self._served:  # before the first request, only startup errors: keep those
+            for fd in self._outputs:
+                _discard(fd)
+        self._served = True
         self._capture = capture
         for fd in self._outputs:
             self._loop.add_reader(fd, self._on_output, fd)
@@ -250,85 +239,14 @@ class Sandbox:
                 await self._send(frame)
                 event = await pending
         except TimeoutError:
-            event = _Timeout()
+            event = Timeout()
         except BaseException:
             self.kill("the step was cancelled")
             raise
         finally:
             self._pending = None
             self._finish_output(capture)
-        return (_Overflow() if capture.exceeded else event), capture
-
-    def _classify(
-        self, event: _Event, capture: Capture, limits: Limits, duration: float
-    ) -> StepResult:
-        def result(
-            status: StepStatus, error: str | None, traceback: Any = None, output: Any = None
-        ) -> StepResult:
-            return StepResult(
-                status=status,
-                output=output,
-                error=error,
-                traceback=None if traceback is None else str(traceback),
-                stdout=capture.text(STDOUT),
-                stderr=capture.text(STDERR),
-                duration_seconds=duration,
-            )
-
-        match event:
-            case _Reply({"status": "succeeded", **reply}):
-                return result(StepStatus.SUCCEEDED, None, output=reply.get("output"))
-            case _Reply({"status": "failed", **reply}):
-                return result(StepStatus.FAILED, str(reply.get("error")), reply.get("traceback"))
-            case _Reply({"status": "memory", **reply}):
-                error = f"the step exceeded its memory limit of {limits.memory_bytes} bytes"
-                return result(
-                    StepStatus.MEMORY_LIMIT_EXCEEDED,
-                    f"{error} ({reply.get('error')})",
-                    reply.get("traceback"),
-                )
-            case _Reply({"status": "error", **reply}):
-                return result(StepStatus.INTERNAL_ERROR, f"sandbox child: {reply.get('error')}")
-            case _Reply(message):
-                error = f"sandbox protocol error: unexpected reply {str(message)[:200]}"
-                return result(StepStatus.INTERNAL_ERROR, error)
-            case _Timeout():
-                error = f"the step ran longer than its wall time limit of {limits.wall_seconds:g} s"
-                return result(StepStatus.TIMEOUT, error)
-            case _Overflow():
-                error = f"the step wrote more than {limits.output_bytes} bytes to stdout and stderr"
-                return result(StepStatus.LOG_SIZE_EXCEEDED, error)
-            case _Broken(reason):
-                return result(StepStatus.INTERNAL_ERROR, f"sandbox protocol error: {reason}")
-            case _Exited(returncode):
-                if self._abort is not None:
-                    return result(
-                        StepStatus.INTERNAL_ERROR, f"the sandbox was killed: {self._abort}"
-                    )
-                number = self._signal_number(returncode)
-                if number == signal.SIGXCPU:
-                    error = f"the step used more than its CPU time limit of {limits.cpu_seconds} s"
-                    return result(StepStatus.TIMEOUT, error)
-                return result(StepStatus.INTERNAL_ERROR, self._describe_exit(returncode))
-        raise AssertionError(event)  # pragma: no cover
-
-    def _signal_number(self, returncode: int) -> int | None:
-        if returncode < 0:
-            return -returncode
-        # bwrap reports a signal that ended its child as 128 + the signal's number.
-        if self._launch.nested and returncode > 128:
-            return returncode - 128
-        return None
-
-    def _describe_exit(self, returncode: int) -> str:
-        number = self._signal_number(returncode)
-        if number is None:
-            return f"the sandbox process exited with code {returncode} before replying"
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = "unknown"
-        return f"the sandbox process was killed by signal {number} ({name}) before replying"
+        return (Overflow() if capture.exceeded else event), capture
 
     async def _send(self, frame: bytes) -> None:
         view = memoryview(frame)
@@ -353,14 +271,14 @@ class Sandbox:
         finally:
             self._loop.remove_writer(self._request_fd)
 
-    def _resolve(self, event: _Event) -> None:
+    def _resolve(self, event: Event) -> None:
         if self._pending is not None and not self._pending.done():
             self._pending.set_result(event)
 
     def _break(self, reason: str) -> None:
         if self._broken is None:
             self._broken = reason
-        self._resolve(_Broken(reason))
+        self._resolve(Broken(reason))
 
     def _on_reply(self) -> None:
         while (data := _read(self._reply_fd)) is not None:
@@ -381,12 +299,12 @@ class Sandbox:
                 if self._pending is None or self._pending.done():
                     self._break("the child sent a reply nobody asked for")
                 else:
-                    self._pending.set_result(_Reply(message))
+                    self._pending.set_result(Reply(message))
 
     def _on_exit(self) -> None:
         if not self._launch.nested:
             # Until the child is reaped its pid still names its group: kill what is left of it.
-            _signal(self.pid, group=True)
+            _signal(-self.pid, signal.SIGKILL)
         returncode = self._popen.poll()
         if returncode is None:
             return
@@ -396,7 +314,7 @@ class Sandbox:
         self.returncode = returncode
         if self._reply_fd >= 0:
             self._on_reply()  # a reply written just before the exit still counts
-        self._resolve(_Exited(returncode))
+        self._resolve(Exited(returncode))
         if not self._exited.done():
             self._exited.set_result(returncode)
 
@@ -411,7 +329,7 @@ class Sandbox:
             if self._capture is not None and not self._capture.add(self._outputs[fd], data):
                 for each in self._outputs:
                     self._loop.remove_reader(each)
-                self._resolve(_Overflow())
+                self._resolve(Overflow())
                 return
 
     def _finish_output(self, capture: Capture) -> None:
@@ -431,14 +349,17 @@ class Sandbox:
         return True
 
     async def _terminate(self) -> None:
-        """Kill whatever of the sandbox still runs and wait until it is gone."""
+        """Stop whatever of the sandbox still runs (SIGKILL if asking is not enough) and wait
+        until it is gone."""
         if self._terminated:
             return
         self._terminated = True
         self.kill()
-        if not await self._wait_exit(EXIT_SECONDS):
+        if not await self._wait_exit(STOP_SECONDS):
             if self.returncode is None:
-                _signal(self.pid, group=True)
+                _signal(-self.pid, signal.SIGKILL)
+            if self.uid is not None and not self._launch.nested:
+                uids.kill_all(self.uid)
             if not await self._wait_exit(EXIT_SECONDS):
                 logger.error("sandbox process %d did not exit after SIGKILL", self.pid)
         if self.uid is None:
@@ -460,10 +381,6 @@ class Sandbox:
         self._outputs = {}
         if self._launch.temp_dir is not None:
             shutil.rmtree(self._launch.temp_dir, ignore_errors=True)
-
-
-_HEALTHY = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.MEMORY_LIMIT_EXCEEDED)
-"""Outcomes after which the child itself is intact (though only a success lets it be reused)."""
 
 
 def _read(fd: int) -> bytes | None:
@@ -491,11 +408,7 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _signal(pid: int, *, group: bool) -> None:
-    try:
-        if group:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _signal(pid: int, number: int) -> None:
+    """Send a signal to `pid` (a process group if negative), if it still exists."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, number)
