@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.bench import _database, _report, queue, worker
+from ops.bench import _database, _report, queue, sandbox, worker
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,13 @@ BENCHMARKS = {
         run=lambda url, args: worker.run(url, worker.options_from(args)),
         rows=worker.rows,
         title=lambda result: worker.title(result["parameters"]),
+    ),
+    "sandbox": Benchmark(
+        help="sandboxed step round trip (warm), cold start per mode, parent RSS over many steps",
+        add_arguments=sandbox.add_arguments,
+        run=lambda url, args: sandbox.run(url, sandbox.options_from(args)),
+        rows=sandbox.rows,
+        title=lambda result: sandbox.title(result["parameters"]),
     ),
 }
 
