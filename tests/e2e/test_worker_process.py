@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -53,6 +54,23 @@ def worker_process(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=30)
+
+
+def wait_for_output(process: subprocess.Popen[str], text: str, timeout: float = 30) -> None:
+    """Read the process's output until `text` appears (what it says it has done)."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen:
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, remaining))
+        if not ready:
+            raise AssertionError(f"never printed {text!r}; printed {seen.decode()!r}")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise AssertionError(f"exited before printing {text!r}; printed {seen.decode()!r}")
+        seen += chunk
 
 
 def enqueue(url: str, seconds: list[float], count: int) -> list[int]:
@@ -143,6 +161,8 @@ def test_a_second_sigterm_stops_at_once(effects_db: str) -> None:
     with worker_process(env) as process:
         wait_until(effects_db, RUNNING, 1)
         process.send_signal(signal.SIGTERM)
+        # Signals of one kind that arrive together are merged: wait until the first is seen.
+        wait_for_output(process, "waiting up to 600.0s for 1 in-flight job(s)")
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
