@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from time import perf_counter
 
@@ -210,3 +211,46 @@ async def test_mode_none_keeps_the_contract_and_says_it_is_unsafe(
     assert "raise RuntimeError('planned')" in failed.traceback
     assert flood.status is StepStatus.LOG_SIZE_EXCEEDED
     assert pool.uids is None
+
+
+async def test_aclose_does_not_wait_for_a_step_that_ignores_sigterm(public_dir: Path) -> None:
+    fifo = public_dir / "running"
+    os.mkfifo(fifo)
+    fifo.chmod(0o666)
+    code = """
+    import signal
+    def run(input, ctx):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with open(input, "w") as fifo:
+            fifo.write("running")
+        while True:
+            pass
+    """
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        async with SandboxPool(SandboxMode.PROCESS, warm=0) as pool:
+            running = asyncio.create_task(pool.run("p", step(code, str(fifo))))
+            assert await readable(reader) == b"running"
+            started = perf_counter()
+            await pool.aclose()
+            result = await running
+    finally:
+        os.close(reader)
+    assert perf_counter() - started < QUICK.wall_seconds / 2
+    assert result.error == "the sandbox was killed: the sandbox pool is closing"
+    assert processes_of(pool.uids, zombies=False) == []
+
+
+async def readable(fd: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    data: asyncio.Future[bytes] = loop.create_future()
+
+    def read() -> None:
+        if not data.done():
+            data.set_result(os.read(fd, 100))
+
+    loop.add_reader(fd, read)
+    try:
+        return await asyncio.wait_for(data, QUICK.wall_seconds)
+    finally:
+        loop.remove_reader(fd)

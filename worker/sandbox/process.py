@@ -73,6 +73,7 @@ class Sandbox:
         self._pending: asyncio.Future[Event] | None = None
         self._capture: Capture | None = None
         self._eof_timer: asyncio.TimerHandle | None = None
+        self._escalation: asyncio.TimerHandle | None = None
         self._broken: str | None = None
         self._abort: str | None = None
         self._closed = False
@@ -96,6 +97,7 @@ class Sandbox:
         stderr_r, stderr_w = os.pipe()
         ours = [request_w, reply_r, stdout_r, stderr_r]
         launch: Launch | None = None
+        popen: subprocess.Popen[bytes] | None = None
         try:
             launch = launcher.prepare(request_fd=request_r, reply_fd=reply_w, uid=uid, binds=binds)
             popen = subprocess.Popen(  # noqa: ASYNC220 (see the docstring)
@@ -111,7 +113,11 @@ class Sandbox:
                 extra_groups=None if launch.uid is None else [],
                 start_new_session=True,
             )
+            pidfd = os.pidfd_open(popen.pid)
         except BaseException:
+            if popen is not None:
+                popen.kill()
+                popen.wait()
             for fd in ours:
                 os.close(fd)
             if launch is not None and launch.temp_dir is not None:
@@ -122,9 +128,6 @@ class Sandbox:
                 os.close(fd)
         for fd in ours:
             os.set_blocking(fd, False)
-        # The child exists until we reap it, even if it has already exited: this cannot fail
-        # for want of a process.
-        pidfd = os.pidfd_open(popen.pid)
         return cls(
             launch,
             popen,
@@ -187,9 +190,9 @@ class Sandbox:
 
         bwrap: SIGKILL the namespace's init (the child), which kills everything in the namespace;
         bwrap then reaps it and exits. Process mode: SIGTERM the child, whose handler kills every
-        other process of its uid, reaps them (it is their subreaper) and exits; `_terminate`
-        falls back to SIGKILL. Either way no zombie is left to the host's init, which may never
-        reap it."""
+        other process of its uid, reaps them (it is their subreaper) and exits; SIGKILL follows
+        STOP_SECONDS later if it has not. Either way no zombie is left to the host's init, which
+        may never reap it."""
         if reason is not None and self._abort is None:
             self._abort = reason
         if self._broken is None:
@@ -198,12 +201,20 @@ class Sandbox:
             return
         if not self._launch.nested:
             _signal(self.pid, signal.SIGTERM)
+            if self._escalation is None:
+                self._escalation = self._loop.call_later(STOP_SECONDS, self._kill_hard)
             return
         targets = _children(self.pid)
         for pid in targets:
             _signal(pid, signal.SIGKILL)
         if not targets:  # bwrap has not started it yet
             _signal(-self.pid, signal.SIGKILL)
+
+    def _kill_hard(self) -> None:
+        if self.returncode is None:
+            _signal(-self.pid, signal.SIGKILL)
+        if self.uid is not None and not self._launch.nested:
+            uids.kill_all(self.uid)
 
     async def close(self, *, graceful: bool = True) -> None:
         """Stop the child (by closing its request pipe, if it is idle and `graceful`; else by
@@ -312,6 +323,8 @@ class Sandbox:
         os.close(self._pidfd)
         self._pidfd = -1
         self.returncode = returncode
+        if self._escalation is not None:
+            self._escalation.cancel()
         if self._reply_fd >= 0:
             self._on_reply()  # a reply written just before the exit still counts
         self._resolve(Exited(returncode))
@@ -355,11 +368,8 @@ class Sandbox:
             return
         self._terminated = True
         self.kill()
-        if not await self._wait_exit(STOP_SECONDS):
-            if self.returncode is None:
-                _signal(-self.pid, signal.SIGKILL)
-            if self.uid is not None and not self._launch.nested:
-                uids.kill_all(self.uid)
+        if not await self._wait_exit(STOP_SECONDS + EXIT_SECONDS):
+            self._kill_hard()
             if not await self._wait_exit(EXIT_SECONDS):
                 logger.error("sandbox process %d did not exit after SIGKILL", self.pid)
         if self.uid is None:
@@ -370,8 +380,9 @@ class Sandbox:
             logger.error("processes of sandbox uid %d survived SIGKILL", self.uid)
 
     def _release(self) -> None:
-        if self._eof_timer is not None:
-            self._eof_timer.cancel()
+        for timer in (self._eof_timer, self._escalation):
+            if timer is not None:
+                timer.cancel()
         for fd in (self._request_fd, self._reply_fd, self._pidfd, *self._outputs):
             if fd >= 0:
                 self._loop.remove_reader(fd)
