@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.sandbox import SandboxMode, SandboxPool, bwrap
+from worker.sandbox import SandboxMode, SandboxPool, bwrap, uids
 
 
 @pytest.fixture(params=[SandboxMode.BWRAP, SandboxMode.PROCESS], ids=str)
@@ -33,3 +34,16 @@ def public_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path)
+
+
+@pytest.fixture
+def free_uids() -> Iterator[range | None]:
+    """A block of sandbox uids no pool uses meanwhile (None unless we are root)."""
+    if os.geteuid() != 0:
+        yield None
+        return
+    block, lock = uids.claim_block(os.getpid())
+    try:
+        yield block
+    finally:
+        os.close(lock)

@@ -66,4 +66,5 @@ def open_fds() -> int:
 
 
 def temp_dirs() -> set[str]:
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), "sluice-sandbox-*")))
+    pattern = os.path.join(tempfile.gettempdir(), "sluice-sandbox-*")
+    return {path for path in glob.glob(pattern) if os.path.isdir(path)}

@@ -79,6 +79,17 @@ async def test_a_child_with_other_limits_or_paths_is_another_child(pool: Sandbox
     assert len({default, *tokens}) == 3
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="sandboxes get uids of their own only under root")
+async def test_pools_open_at_once_never_share_a_uid(mode: SandboxMode) -> None:
+    async with SandboxPool(mode, warm=1) as one, SandboxPool(mode, warm=1) as two:
+        assert one.uids is not None
+        assert two.uids is not None
+        assert not set(one.uids) & set(two.uids)
+        assert (await one.run("p", WHO_AM_I)).succeeded
+    async with SandboxPool(mode, warm=0) as three:
+        assert three.uids == one.uids
+
+
 async def test_a_child_is_recycled_after_max_uses(mode: SandboxMode) -> None:
     async with SandboxPool(mode, warm=0, max_uses=3) as pool:
         children = [await child_of(pool, "p") for _ in range(7)]

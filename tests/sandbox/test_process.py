@@ -5,7 +5,7 @@ import os
 import pytest
 
 from tests.sandbox.helpers import descendants, open_fds, processes_of, step
-from worker.sandbox import Limits, SandboxMode, SandboxPool, StepStatus, protocol, uids
+from worker.sandbox import Limits, SandboxMode, SandboxPool, StepStatus, protocol
 from worker.sandbox.launch import Launcher
 from worker.sandbox.process import Sandbox
 
@@ -21,8 +21,10 @@ def launcher(mode: SandboxMode) -> Launcher:
     )
 
 
-async def test_a_started_sandbox_answers_and_closes_without_a_trace(launcher: Launcher) -> None:
-    uid = uids.block(os.getpid())[-1] if os.geteuid() == 0 else None
+async def test_a_started_sandbox_answers_and_closes_without_a_trace(
+    launcher: Launcher, free_uids: range | None
+) -> None:
+    uid = None if free_uids is None else free_uids[0]
     before, fds = descendants(), open_fds()
     sandbox = await Sandbox.start(launcher, uid=uid)
     assert sandbox.pid in descendants()

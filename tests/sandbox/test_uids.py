@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -35,9 +36,23 @@ def start_sleepers(uid: int, count: int) -> list[subprocess.Popen[bytes]]:
     ]
 
 
+def test_a_block_is_held_by_one_claimant_at_a_time(public_dir: Path) -> None:
+    first, lock = uids.claim_block(7, lock_dir=str(public_dir))
+    second, other = uids.claim_block(7, lock_dir=str(public_dir))
+    assert (first, second) == (uids.block(7), uids.block(8))
+    os.close(lock)
+    again, lock = uids.claim_block(7, lock_dir=str(public_dir))
+    assert again == first
+    for fd in (lock, other):
+        os.close(fd)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting processes under another uid needs root")
-async def test_clear_kills_every_process_of_a_uid_whatever_its_session() -> None:
-    uid = uids.block(os.getpid())[-2]
+async def test_clear_kills_every_process_of_a_uid_whatever_its_session(
+    free_uids: range | None,
+) -> None:
+    assert free_uids is not None
+    uid = free_uids[0]
     detached = start_sleepers(uid, 3)
     assert sorted(uids.live_processes(uid)) == sorted(p.pid for p in detached)
     assert await uids.clear(uid, 5)

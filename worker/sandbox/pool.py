@@ -48,7 +48,7 @@ class SandboxPool:
     ) -> None:
         """`warm` unbound children are kept ready for any project; at most `max_idle` bound
         ones wait for another step of theirs. When the worker is root, children run under uids
-        of their own from the block `uids.block(os.getpid(), uid_base)`."""
+        of their own, from a block of `uids.BLOCK` the pool holds while it is open (`uids`)."""
         if max_uses < 1 or warm < 0 or max_idle < 0:
             raise ValueError("max_uses must be at least 1, warm and max_idle at least 0")
         self.mode = SandboxMode(mode)
@@ -59,9 +59,11 @@ class SandboxPool:
         self._python = python
         self._max_frame_bytes = max_frame_bytes
         self._tmpfs_bytes = tmpfs_bytes
-        isolated = self.mode is not SandboxMode.NONE
-        self.uids = uids.block(os.getpid(), uid_base) if isolated and os.geteuid() == 0 else None
-        self._uid_pool = None if self.uids is None else uids.UidPool(self.uids)
+        self._uid_base = uid_base
+        self._dedicated_uids = self.mode is not SandboxMode.NONE and os.geteuid() == 0
+        self.uids: range | None = None
+        self._uid_lock = -1
+        self._uid_pool: uids.UidPool | None = None
         self._launcher: Launcher | None = None
         self._spares: list[Sandbox] = []
         self._idle: OrderedDict[Sandbox, _Key] = OrderedDict()
@@ -95,13 +97,18 @@ class SandboxPool:
         else:
             self._launcher = Launcher(
                 self.mode,
-                dedicated_uids=self.uids is not None,
+                dedicated_uids=self._dedicated_uids,
                 python=self._python,
                 env_allowlist=self._env_allowlist,
                 max_uses=self.max_uses,
                 max_frame_bytes=self._max_frame_bytes,
                 tmpfs_bytes=self._tmpfs_bytes,
             )
+        if self._dedicated_uids:
+            self.uids, self._uid_lock = uids.claim_block(os.getpid(), self._uid_base)
+            self._uid_pool = uids.UidPool(self.uids)
+            # Whatever still runs under these uids was left by a pool that died holding them.
+            uids.kill_all(self.uids)
         self._open = True
         self._quiet.set()
         if self._launcher is not None:
@@ -163,6 +170,9 @@ class SandboxPool:
                 await asyncio.gather(*self._closing)
             else:
                 await self._quiet.wait()
+        if self._uid_lock >= 0:
+            os.close(self._uid_lock)
+            self._uid_lock = -1
 
     async def _checkout(self, key: _Key) -> Sandbox:
         for sandbox in reversed([s for s, bound in self._idle.items() if bound == key]):

@@ -1,20 +1,24 @@
 """Dedicated uids for sandboxes, and finding and killing every process of one.
 
 When the worker runs as root, each live sandbox runs under a uid of its own, drawn from a block
-derived from the worker's pid, so two workers on one host never share a uid. That makes three
+that its pool holds (a lock file per block, locked while the pool is open; the block derived
+from the worker's pid is tried first), so two pools on one host never share a uid. That makes three
 things exact: RLIMIT_NPROC (which never applies to root) counts that sandbox's processes and
 nothing else; one project's sandbox cannot signal or inspect another's; and "every process of the
 sandbox" is "every process of its uid", whatever sessions, groups or double forks it made.
 
-Invariant: a uid is handed out again only once no live process of it remains.
+Invariants: a block is used by one open pool at a time; a uid is handed out again only once no
+live process of it remains.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
+import tempfile
 from collections import deque
 
 DEFAULT_BASE = 0x7000_0000
@@ -27,9 +31,27 @@ _POLL_SECONDS = 0.002
 
 
 def block(pid: int, base: int = DEFAULT_BASE) -> range:
-    """The uids of the worker process `pid`."""
+    """The block tried first by pools of the worker process `pid`."""
     start = base + (pid % _PID_SPAN) * BLOCK
     return range(start, start + BLOCK)
+
+
+def claim_block(
+    pid: int, base: int = DEFAULT_BASE, lock_dir: str | None = None
+) -> tuple[range, int]:
+    """A block no other open pool holds, and the fd of its lock: closing it frees the block."""
+    directory = lock_dir or tempfile.gettempdir()
+    for offset in range(_PID_SPAN):
+        uids = block(pid + offset, base)
+        path = os.path.join(directory, f"sluice-uids-{uids.start}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return uids, fd
+    raise RuntimeError("every sandbox uid block is held by an open pool")
 
 
 class UidPool:
@@ -79,9 +101,9 @@ def live_processes(uids: range | int) -> list[int]:
     return found
 
 
-def kill_all(uid: int) -> int:
-    """SIGKILL every live process of `uid`; how many there were."""
-    pids = live_processes(uid)
+def kill_all(uids: range | int) -> int:
+    """SIGKILL every live process of `uids`; how many there were."""
+    pids = live_processes(uids)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
