@@ -265,3 +265,14 @@ async def readable(fd: int) -> bytes:
         return await asyncio.wait_for(data, QUICK.wall_seconds)
     finally:
         loop.remove_reader(fd)
+
+
+async def test_a_pool_that_cannot_start_its_spares_leaves_nothing() -> None:
+    before = (descendants(), open_fds(), temp_dirs())
+    # A directory passes the interpreter check but cannot be executed.
+    pool = SandboxPool(SandboxMode.PROCESS, warm=2, python="/usr")
+    with pytest.raises(PermissionError):
+        await pool.start()
+    assert (descendants(), open_fds(), temp_dirs()) == before
+    with pytest.raises(RuntimeError, match="not open"):
+        await pool.run("p", WHO_AM_I)

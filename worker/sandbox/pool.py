@@ -111,9 +111,13 @@ class SandboxPool:
             uids.kill_all(self.uids)
         self._open = True
         self._quiet.set()
-        if self._launcher is not None:
-            for _ in range(self.warm):
-                self._spares.append(await self._spawn(()))
+        try:
+            if self._launcher is not None:
+                for _ in range(self.warm):
+                    self._spares.append(await self._spawn(()))
+        except BaseException:
+            await self.aclose()
+            raise
 
     async def run(self, project_key: str, request: StepRequest) -> StepResult:
         """Run one step on a child of `project_key`'s (a warm one if there is one)."""
@@ -144,7 +148,12 @@ class SandboxPool:
             self._busy.discard(sandbox)
             if not self._busy:
                 self._quiet.set()
-        if result.succeeded and sandbox.usable and sandbox.uses < self.max_uses:
+        if (
+            result.succeeded
+            and sandbox.usable
+            and sandbox.uses < self.max_uses
+            and not self._closed
+        ):
             self._idle[sandbox] = key
             while len(self._idle) > self.max_idle:
                 self._retire(self._idle.popitem(last=False)[0], graceful=True)
