@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import tempfile
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from worker.sandbox import Limits, StepRequest
@@ -65,6 +64,5 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def temp_dirs() -> set[str]:
-    pattern = os.path.join(tempfile.gettempdir(), "sluice-sandbox-*")
-    return {path for path in glob.glob(pattern) if os.path.isdir(path)}
+def temp_dirs(root: Path) -> list[str]:
+    return os.listdir(root)

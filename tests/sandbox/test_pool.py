@@ -155,11 +155,13 @@ async def test_a_request_that_cannot_be_sent_is_refused_without_a_child(mode: Sa
 
 
 @pytest.mark.slow
-async def test_a_thousand_steps_leak_no_process_fd_or_temp_dir(mode: SandboxMode) -> None:
+async def test_a_thousand_steps_leak_no_process_fd_or_temp_dir(
+    mode: SandboxMode, public_dir: Path
+) -> None:
     echo = step("def run(input, ctx):\n    print(input)\n    return input")
-    before = (descendants(), open_fds(), temp_dirs(), len(asyncio.all_tasks()))
+    before = (descendants(), open_fds(), len(asyncio.all_tasks()))
     started = perf_counter()
-    async with SandboxPool(mode, warm=2) as pool:
+    async with SandboxPool(mode, warm=2, temp_root=str(public_dir)) as pool:
         for n in range(1000):
             if n % 50 == 49:
                 assert (await pool.run(f"p{n % 3}", FAIL)).status is StepStatus.FAILED
@@ -169,14 +171,16 @@ async def test_a_thousand_steps_leak_no_process_fd_or_temp_dir(mode: SandboxMode
                 assert (result.output, result.stdout) == (n, f"{n}\n")
     assert perf_counter() - started < 60
     assert processes_of(pool.uids) == []
-    after = (descendants(), open_fds(), temp_dirs(), len(asyncio.all_tasks()))
-    assert after == before
+    assert (descendants(), open_fds(), len(asyncio.all_tasks())) == before
+    assert temp_dirs(public_dir) == []
 
 
-async def test_aclose_kills_running_steps_and_leaves_nothing(mode: SandboxMode) -> None:
-    before = (descendants(), open_fds(), temp_dirs())
+async def test_aclose_kills_running_steps_and_leaves_nothing(
+    mode: SandboxMode, public_dir: Path
+) -> None:
+    before = (descendants(), open_fds())
     endless = step("def run(input, ctx):\n    while True: pass")
-    async with SandboxPool(mode, warm=2) as pool:
+    async with SandboxPool(mode, warm=2, temp_root=str(public_dir)) as pool:
         await child_of(pool, "idle")
         running = asyncio.create_task(pool.run("busy", endless))
         await asyncio.sleep(0)  # let the task send its request and wait for the reply
@@ -185,7 +189,8 @@ async def test_aclose_kills_running_steps_and_leaves_nothing(mode: SandboxMode) 
     assert result.status is StepStatus.INTERNAL_ERROR
     assert result.error == "the sandbox was killed: the sandbox pool is closing"
     assert processes_of(pool.uids) == []
-    assert (descendants(), open_fds(), temp_dirs()) == before
+    assert (descendants(), open_fds()) == before
+    assert temp_dirs(public_dir) == []
     with pytest.raises(RuntimeError, match="not open"):
         await pool.run("p", endless)
 
@@ -267,12 +272,13 @@ async def readable(fd: int) -> bytes:
         loop.remove_reader(fd)
 
 
-async def test_a_pool_that_cannot_start_its_spares_leaves_nothing() -> None:
-    before = (descendants(), open_fds(), temp_dirs())
+async def test_a_pool_that_cannot_start_its_spares_leaves_nothing(public_dir: Path) -> None:
+    before = (descendants(), open_fds())
     # A directory passes the interpreter check but cannot be executed.
-    pool = SandboxPool(SandboxMode.PROCESS, warm=2, python="/usr")
+    pool = SandboxPool(SandboxMode.PROCESS, warm=2, python="/usr", temp_root=str(public_dir))
     with pytest.raises(PermissionError):
         await pool.start()
-    assert (descendants(), open_fds(), temp_dirs()) == before
+    assert (descendants(), open_fds()) == before
+    assert temp_dirs(public_dir) == []
     with pytest.raises(RuntimeError, match="not open"):
         await pool.run("p", WHO_AM_I)

@@ -2,7 +2,8 @@
 
 It keeps the result contract (fresh globals, a JSON round trip of the output, the output cap,
 TIMEOUT after the wall time) but isolates and limits nothing else: step code sees the worker's
-environment and memory, and a step that times out keeps running in its thread.
+environment and memory, can end the worker (``os._exit``), and a step that times out keeps
+running in its thread.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ class Launcher:
         max_uses: int,
         max_frame_bytes: int,
         tmpfs_bytes: int,
+        temp_root: str | None = None,
     ) -> None:
         if mode is SandboxMode.NONE:
             raise ValueError("mode 'none' starts no child")
@@ -73,6 +74,7 @@ class Launcher:
         self.max_uses = max_uses
         self.max_frame_bytes = max_frame_bytes
         self.tmpfs_bytes = tmpfs_bytes
+        self.temp_root = temp_root
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.base_binds = [str(CHILD.parent)] if bwrap.hidden(str(CHILD.parent)) else []
 
@@ -105,7 +107,7 @@ class Launcher:
                 executable=self.bwrap,
             )
             return Launch(argv, self.env(bwrap.HOME), uid, "/", None, nested=True)
-        temp_dir = tempfile.mkdtemp(prefix="sluice-sandbox-")
+        temp_dir = tempfile.mkdtemp(prefix="sluice-sandbox-", dir=self.temp_root)
         if uid is not None:
             os.chown(temp_dir, uid, uid)
         return Launch(inner, self.env(temp_dir), uid, temp_dir, temp_dir, nested=False)

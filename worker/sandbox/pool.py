@@ -44,11 +44,14 @@ class SandboxPool:
         python: str | None = None,
         max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES,
         tmpfs_bytes: int = 64 * MiB,
+        temp_root: str | None = None,
         uid_base: int = uids.DEFAULT_BASE,
     ) -> None:
         """`warm` unbound children are kept ready for any project; at most `max_idle` bound
         ones wait for another step of theirs. When the worker is root, children run under uids
-        of their own, from a block of `uids.BLOCK` the pool holds while it is open (`uids`)."""
+        of their own, from a block of `uids.BLOCK` the pool holds while it is open (`uids`).
+        In process mode each child's HOME is a new directory in `temp_root` (default: the
+        system's temporary directory); bwrap children have a private /tmp instead."""
         if max_uses < 1 or warm < 0 or max_idle < 0:
             raise ValueError("max_uses must be at least 1, warm and max_idle at least 0")
         self.mode = SandboxMode(mode)
@@ -59,6 +62,7 @@ class SandboxPool:
         self._python = python
         self._max_frame_bytes = max_frame_bytes
         self._tmpfs_bytes = tmpfs_bytes
+        self._temp_root = temp_root
         self._uid_base = uid_base
         self._dedicated_uids = self.mode is not SandboxMode.NONE and os.geteuid() == 0
         self.uids: range | None = None
@@ -103,6 +107,7 @@ class SandboxPool:
                 max_uses=self.max_uses,
                 max_frame_bytes=self._max_frame_bytes,
                 tmpfs_bytes=self._tmpfs_bytes,
+                temp_root=self._temp_root,
             )
         if self._dedicated_uids:
             self.uids, self._uid_lock = uids.claim_block(os.getpid(), self._uid_base)
