@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 import sysconfig
 import tempfile
@@ -202,12 +203,18 @@ def _canonical_name(name: str) -> str:
 
 
 def _publish(staging: Path, target: Path) -> None:
-    """Make `staging` durable, then rename it to `target` (the sign that it is complete)."""
+    """Make `staging` readable by sandbox uids and durable, then rename it to `target` (the
+    sign that it is complete)."""
     for root, _, files in os.walk(staging):
         for name in [*files, "."]:
             path = os.path.join(root, name)
             if os.path.islink(path):
                 continue
+            mode = os.stat(path).st_mode
+            readable = stat.S_IRGRP | stat.S_IROTH
+            if stat.S_ISDIR(mode) or mode & stat.S_IXUSR:
+                readable |= stat.S_IXGRP | stat.S_IXOTH
+            os.chmod(path, stat.S_IMODE(mode) | readable)
             fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)

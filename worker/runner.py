@@ -36,6 +36,7 @@ from app.settings import Settings
 from app.signals import Listener, Waker, Wakeup
 from worker.completer import Completer
 from worker.executor import Executor, Handler, Outcome, Verdict
+from worker.handlers import default_handlers
 from worker.maintenance import ROLE, Maintenance
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class Worker:
         self,
         settings: Settings,
         handlers: Mapping[str, Handler] | None = None,
+        # None: the built-in job kinds (`worker.handlers`), with their sandboxes.
         *,
         worker_id: str | None = None,
         on_settled: Callable[[Job, Outcome], None] | None = None,
@@ -96,6 +98,7 @@ class Worker:
         self.settings = settings
         self.id = worker_id or new_worker_id()
         self.slots = settings.worker_concurrency
+        self._handlers = handlers
         self.executor = Executor(handlers or {})
         self.stats = WorkerStats()
         self._on_settled = on_settled
@@ -107,7 +110,14 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then stop gracefully; cancelling the task stops at once."""
         settings = self.settings
-        async with db.create_pool(settings, name="sluice-worker") as pool:
+        async with contextlib.AsyncExitStack() as resources:
+            # Built-in handlers own sandboxes: they close after every job has stopped.
+            if self._handlers is None:
+                handlers = await resources.enter_async_context(default_handlers(settings))
+                self.executor = Executor(handlers)
+            pool = await resources.enter_async_context(
+                db.create_pool(settings, name="sluice-worker")
+            )
             await pool.wait(timeout=30)
             waker = Waker(pool, NOTIFY_CHANNEL)
             queue = queue_from(settings, waker)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import psycopg
@@ -64,7 +65,7 @@ def serving(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait(timeout=30)
+        process.communicate(timeout=30)
 
 
 def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
@@ -84,6 +85,24 @@ def test_serve_on_a_configured_database_and_stop_on_sigterm(database_url: str) -
     assert "SIGTERM: stopping" in out
 
 
+LEADER_HOLDERS = (
+    "SELECT count(*) FROM pg_locks"
+    " WHERE locktype = 'advisory' AND granted"
+    " AND ((classid::bigint << 32) | objid::bigint)"
+    " = hashtextextended('sluice:leader:maintenance', 0)"
+)
+
+
+def wait_for_leaders(conn: psycopg.Connection[Any], expected: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row = conn.execute(LEADER_HOLDERS).fetchone()
+        if row is not None and row[0] == expected:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never {expected} maintenance leader(s)")
+
+
 def test_roles_select_what_the_process_runs(database_url: str) -> None:
     app_port, worker_port = free_port(), free_port()
     base = {"SLUICE_DATABASE_URL": database_url}
@@ -93,22 +112,14 @@ def test_roles_select_what_the_process_runs(database_url: str) -> None:
         psycopg.connect(database_url, autocommit=True) as conn,
     ):
         wait_for(f"http://127.0.0.1:{app_port}/ready", 200, app)
-        deadline = time.monotonic() + 30
-        holders: list[tuple[str, int]] = []
-        while not holders and time.monotonic() < deadline:
-            holders = conn.execute(
-                "SELECT a.application_name, a.pid FROM pg_locks l"
-                " JOIN pg_stat_activity a USING (pid)"
-                " WHERE l.locktype = 'advisory' AND l.granted"
-                " AND a.datname = current_database()"
-            ).fetchall()
-            time.sleep(0.05)
-        assert [name for name, _pid in holders] == ["sluice-leader:maintenance"]
-        assert worker.poll() is None
+        wait_for_leaders(conn, 1)
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{worker_port}/health", timeout=0.5)
         code, out = stop(worker)
         assert code == 0, out
+        # Only the worker led: with it gone, the app (still serving) holds nothing.
+        wait_for_leaders(conn, 0)
+        assert httpx.get(f"http://127.0.0.1:{app_port}/ready").status_code == 200
         code, out = stop(app)
         assert code == 0, out
 
