@@ -17,6 +17,9 @@ import psycopg
 import pytest
 
 from app.jobs import NewJob, Queue
+from tests.sandbox.helpers import processes_of
+from worker.sandbox.bwrap import problem as bwrap_problem
+from worker.sandbox.uids import DEFAULT_BASE
 
 WORKER = [sys.executable, "-m", "tests.e2e.worker_process"]
 
@@ -170,3 +173,45 @@ def test_a_second_sigterm_stops_at_once(effects_db: str) -> None:
     # Stopped at once: the lease is left to expire and the rescuer re-queues the job.
     assert rows(effects_db, "SELECT state::text FROM jobs") == [("running",)]
     assert rows(effects_db, "SELECT count(*) FROM effects") == [(0,)]
+
+
+SANDBOX_UIDS = range(DEFAULT_BASE, DEFAULT_BASE + 1_000_000)
+
+
+@pytest.mark.parametrize("mode", ["process", "bwrap"])
+def test_sigkill_of_a_worker_mid_step_leaves_no_sandbox_behind(
+    database_url: str, mode: str
+) -> None:
+    if mode == "bwrap" and bwrap_problem() is not None:
+        pytest.skip(f"bubblewrap unusable: {bwrap_problem()}")
+    code = "import time\ndef run(input, ctx):\n    time.sleep(600)\n"
+    asyncio.run(_enqueue_step(database_url, code))
+    env = worker_env(database_url, SLUICE_SANDBOX=mode)
+    before = set(processes_of(SANDBOX_UIDS))
+    with subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as doomed:
+        wait_until(database_url, RUNNING, 1)
+
+        def sleeping_step() -> bool:
+            return bool(set(processes_of(SANDBOX_UIDS)) - before)
+
+        deadline = time.monotonic() + 30
+        while not sleeping_step():
+            assert time.monotonic() < deadline, "the step never started in a sandbox"
+            time.sleep(0.05)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while set(processes_of(SANDBOX_UIDS)) - before:
+        assert time.monotonic() < deadline, "sandbox processes outlived their worker"
+        time.sleep(0.05)
+
+
+async def _enqueue_step(url: str, code: str) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await Queue().enqueue(conn, NewJob("run_step", {"code": code}))

@@ -220,19 +220,28 @@ def _cpu_exceeded(signum: int, frame: object) -> None:
     os._exit(128 + signum)  # as a shell (and bwrap) reports death by that signal
 
 
-def _harden() -> None:
+def _harden(parent: int) -> None:
     """Without namespaces: adopt orphaned descendants (so they are reaped here, not left as
-    zombies of the host's init) and forbid gaining privileges through setuid executables."""
+    zombies of the host's init), forbid gaining privileges through setuid executables, and
+    get SIGTERM (whose handler kills and reaps every process of the sandbox) when the worker
+    dies, even by SIGKILL."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_child_subreaper, pr_set_no_new_privs = 36, 38
-    for option in (pr_set_child_subreaper, pr_set_no_new_privs):
-        if libc.prctl(option, 1, 0, 0, 0) != 0:
+    pr_set_pdeathsig, pr_set_child_subreaper, pr_set_no_new_privs = 1, 36, 38
+    for option, value in (
+        (pr_set_child_subreaper, 1),
+        (pr_set_no_new_privs, 1),
+        (pr_set_pdeathsig, int(signal.SIGTERM)),
+    ):
+        if libc.prctl(option, value, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+    if os.getppid() != parent:
+        os._exit(1)  # the worker died before the death signal was armed
 
 
 def main(argv: list[str]) -> int:
+    parent = os.getppid()
     request_fd, reply_fd, config = int(argv[1]), int(argv[2]), json.loads(argv[3])
     sys.argv = [STEP_FILENAME]
     for fd in (request_fd, reply_fd):
@@ -246,8 +255,8 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGXCPU, _cpu_exceeded)
     child = _Child(config)
     if config["harden"]:
-        _harden()
         signal.signal(signal.SIGTERM, child.stop)
+        _harden(parent)
     max_bytes = config["max_frame_bytes"]
     while True:
         try:
