@@ -62,3 +62,30 @@ def test_database_url_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "app", "worker"),
+    [("APP", True, False), ("WORKER", False, True), ("WORKER_AND_APP", True, True)],
+)
+def test_each_container_type_selects_its_roles(
+    monkeypatch: pytest.MonkeyPatch, value: str, app: bool, worker: bool
+) -> None:
+    monkeypatch.setenv("SLUICE_CONTAINER_TYPE", value)
+    container = load_settings().container_type
+    assert (container.runs_app, container.runs_worker) == (app, worker)
+
+
+def test_worker_and_sandbox_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_WORKER_CONCURRENCY", "3")
+    monkeypatch.setenv("SLUICE_SANDBOX", "process")
+    monkeypatch.setenv("SLUICE_STEP_MEMORY_MB", "256")
+    monkeypatch.setenv("SLUICE_DATA_DIR", "/srv/sluice")
+    settings = load_settings()
+    assert settings.worker_concurrency == 3
+    assert settings.sandbox == "process"
+    assert settings.step_memory_mb == 256
+    assert str(settings.resolved_cache_dir) == "/srv/sluice/cache"
+    monkeypatch.setenv("SLUICE_SANDBOX", "docker")
+    with pytest.raises(SettingsError, match="SLUICE_SANDBOX \\(got 'docker'\\)"):
+        load_settings()
