@@ -220,23 +220,18 @@ class Queue:
         now: datetime | None = None,
     ) -> list[Lease]:
         """Renew all of `owner`'s leases in one statement; returns the leases it has lost."""
-        if not leases:
-            return []
-        params = {**_lease_params(owner, leases), "lease_seconds": self.lease_seconds, "now": now}
-        cur = await conn.execute(_SQL["renew_leases"], params)
-        renewed = {row[0] for row in await cur.fetchall()}
-        return self._lost(owner, leases, renewed, "heartbeat")
+        lost, _kept = await self._fenced(
+            conn, "renew_leases", owner, leases, lease_seconds=self.lease_seconds, now=now
+        )
+        return lost
 
     async def complete(
         self, conn: AsyncConnection[Any], owner: str, leases: Sequence[Lease]
     ) -> list[Lease]:
         """Delete finished jobs in one statement; returns the leases that were lost, whose
         completion was refused because another holder took the job over."""
-        if not leases:
-            return []
-        cur = await conn.execute(_SQL["complete_jobs"], _lease_params(owner, leases))
-        done = {row[0] for row in await cur.fetchall()}
-        return self._lost(owner, leases, done, "completion")
+        lost, _kept = await self._fenced(conn, "complete_jobs", owner, leases)
+        return lost
 
     async def release(
         self,
@@ -248,25 +243,33 @@ class Queue:
     ) -> list[Lease]:
         """Re-queue unfinished jobs for immediate pick-up (a graceful stop); the attempt
         stays counted. Returns the leases that were already lost."""
-        if not leases:
-            return []
-        params = {**_lease_params(owner, leases), "now": now}
-        cur = await conn.execute(_SQL["release_jobs"], params)
-        released = {row[0] for row in await cur.fetchall()}
+        lost, released = await self._fenced(conn, "release_jobs", owner, leases, now=now)
         if released:
             self._wake_if_committed(conn)
-        return self._lost(owner, leases, released, "release")
+        return lost
 
     def _wake_if_committed(self, conn: AsyncConnection[Any]) -> None:
         if conn.info.transaction_status == TransactionStatus.IDLE:
             self.wake()
 
     @staticmethod
-    def _lost(owner: str, leases: Sequence[Lease], kept: set[int], what: str) -> list[Lease]:
+    async def _fenced(
+        conn: AsyncConnection[Any],
+        query: str,
+        owner: str,
+        leases: Sequence[Lease],
+        **params: Any,
+    ) -> tuple[list[Lease], set[int]]:
+        """Run a lease-fenced statement over `leases`; returns the lost leases (logged) and
+        the ids of the jobs it acted on."""
+        if not leases:
+            return [], set()
+        cur = await conn.execute(_SQL[query], {**_lease_params(owner, leases), **params})
+        kept = {row[0] for row in await cur.fetchall()}
         lost = [lease for lease in leases if lease.job_id not in kept]
         for lease in lost:
-            log.warning("%s dropped, lease lost: job %s attempt %s (owner %s)", what, *lease, owner)
-        return lost
+            log.warning("%s: lease lost, job %s attempt %s (owner %s)", query, *lease, owner)
+        return lost, kept
 
     async def retry(
         self,

@@ -65,6 +65,15 @@ def _version() -> str:
         return "unknown"
 
 
+@dataclass(frozen=True)
+class _Session:
+    """What the loops of one `run()` share; it lives exactly as long as that call."""
+
+    pool: AsyncConnectionPool[Any]
+    queue: Queue
+    completer: Completer
+
+
 @dataclass
 class _InFlight:
     job: Job
@@ -136,14 +145,15 @@ class Worker:
                 asyncio.create_task(maintenance.run(stop), name="maintenance"),
                 asyncio.create_task(self._heartbeat(pool, queue), name="heartbeat"),
             ]
+            session = _Session(pool, queue, completer)
             claiming = asyncio.create_task(
-                self._claim_loop(pool, queue, completer, listener, stop), name="claim-loop"
+                self._claim_loop(session, listener, stop), name="claim-loop"
             )
             self.started.set()
             try:
                 await claiming
                 await self._drain()
-                await self._stop_inflight(pool, queue)
+                await self._stop_inflight(session)
             finally:
                 for task in [claiming, *background, *(e.task for e in self._inflight.values())]:
                     task.cancel()
@@ -167,14 +177,7 @@ class Worker:
 
     # --- claiming ---------------------------------------------------------------------------
 
-    async def _claim_loop(
-        self,
-        pool: AsyncConnectionPool[Any],
-        queue: Queue,
-        completer: Completer,
-        listener: Listener,
-        stop: asyncio.Event,
-    ) -> None:
+    async def _claim_loop(self, session: _Session, listener: Listener, stop: asyncio.Event) -> None:
         wakeup = Wakeup(listener, NOTIFY_CHANNEL, self.settings.poll_interval_seconds)
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -186,19 +189,19 @@ class Worker:
                     continue
                 wakeup.arm()
                 try:
-                    async with pool.connection() as conn:
-                        jobs = await queue.claim(conn, self.id, free)
+                    async with session.pool.connection() as conn:
+                        jobs = await session.queue.claim(conn, self.id, free)
                 except (psycopg.Error, OSError) as exc:
                     log.warning("claim failed (%s); retrying after a poll interval", exc)
                     await _first(asyncio.sleep(self.settings.poll_interval_seconds), stopping)
                     continue
                 if stop.is_set():
                     # The stop raced this claim: hand the jobs back untouched.
-                    await self._release(pool, queue, [j.lease for j in jobs])
+                    await self._release(session, [j.lease for j in jobs])
                     break
                 self.stats.claimed += len(jobs)
                 for job in jobs:
-                    self._start(job, pool, queue, completer)
+                    self._start(job, session)
                 if not jobs:
                     self.stats.null_polls += 1
                     await _first(wakeup.wait(), stopping)
@@ -206,18 +209,14 @@ class Worker:
             wakeup.close()
             stopping.cancel()
 
-    def _start(
-        self, job: Job, pool: AsyncConnectionPool[Any], queue: Queue, completer: Completer
-    ) -> None:
-        task = asyncio.create_task(self._execute(job, pool, queue, completer), name=f"job-{job.id}")
+    def _start(self, job: Job, session: _Session) -> None:
+        task = asyncio.create_task(self._execute(job, session), name=f"job-{job.id}")
         self._inflight[job.id] = _InFlight(job, task)
 
-    async def _execute(
-        self, job: Job, pool: AsyncConnectionPool[Any], queue: Queue, completer: Completer
-    ) -> None:
+    async def _execute(self, job: Job, session: _Session) -> None:
         try:
             outcome = await self.executor.execute(job)
-            settle = asyncio.create_task(self._settle(job, outcome, pool, queue, completer))
+            settle = asyncio.create_task(self._settle(job, outcome, session))
             self._settling.add(settle)
             settle.add_done_callback(self._settling.discard)
             await asyncio.shield(settle)
@@ -225,21 +224,14 @@ class Worker:
             self._inflight.pop(job.id, None)
             self._slot_freed.set()
 
-    async def _settle(
-        self,
-        job: Job,
-        outcome: Outcome,
-        pool: AsyncConnectionPool[Any],
-        queue: Queue,
-        completer: Completer,
-    ) -> None:
+    async def _settle(self, job: Job, outcome: Outcome, session: _Session) -> None:
         entry = self._inflight.get(job.id)
         if entry is not None:
             entry.settled = True
         self._remember(job.id, outcome)
         for attempt in range(1, SETTLE_ATTEMPTS + 1):
             try:
-                await self._write_outcome(job, outcome, pool, queue, completer)
+                await self._write_outcome(job, outcome, session)
             except (psycopg.Error, OSError) as exc:
                 if attempt == SETTLE_ATTEMPTS:
                     log.error(
@@ -255,22 +247,16 @@ class Worker:
                     self._on_settled(job, outcome)
                 return
 
-    async def _write_outcome(
-        self,
-        job: Job,
-        outcome: Outcome,
-        pool: AsyncConnectionPool[Any],
-        queue: Queue,
-        completer: Completer,
-    ) -> None:
+    async def _write_outcome(self, job: Job, outcome: Outcome, session: _Session) -> None:
         if outcome.verdict is Verdict.COMPLETE:
-            if await completer.complete(job.lease):
+            if await session.completer.complete(job.lease):
                 self.stats.completed += 1
             else:
                 self.stats.lost += 1
             return
         error = outcome.error or "failed"
-        async with pool.connection() as conn:
+        queue = session.queue
+        async with session.pool.connection() as conn:
             if outcome.verdict is Verdict.RETRY:
                 result = await queue.retry(
                     conn, self.id, job.lease, error, delay_seconds=outcome.delay_seconds
@@ -324,7 +310,7 @@ class Worker:
         )
         await asyncio.wait(tasks, timeout=self.settings.worker_grace_seconds)
 
-    async def _stop_inflight(self, pool: AsyncConnectionPool[Any], queue: Queue) -> None:
+    async def _stop_inflight(self, session: _Session) -> None:
         """Cancel what is still running, wait for outcome writes, release the rest."""
         unsettled = [e for e in self._inflight.values() if not e.settled]
         for entry in self._inflight.values():
@@ -336,16 +322,14 @@ class Worker:
             await asyncio.gather(*self._settling, return_exceptions=True)
         leases = [e.job.lease for e in unsettled if not e.settled]
         if leases:
-            await self._release(pool, queue, leases)
+            await self._release(session, leases)
 
-    async def _release(
-        self, pool: AsyncConnectionPool[Any], queue: Queue, leases: list[Lease]
-    ) -> None:
+    async def _release(self, session: _Session, leases: list[Lease]) -> None:
         if not leases:
             return
         try:
-            async with pool.connection() as conn:
-                lost = await queue.release(conn, self.id, leases)
+            async with session.pool.connection() as conn:
+                lost = await session.queue.release(conn, self.id, leases)
         except (psycopg.Error, OSError) as exc:
             log.warning("could not release %d job(s) (%s); they will be rescued", len(leases), exc)
             return

@@ -19,7 +19,7 @@ import pytest
 from app.jobs import NewJob, Queue
 from tests.sandbox.helpers import processes_of
 from worker.sandbox.bwrap import problem as bwrap_problem
-from worker.sandbox.uids import DEFAULT_BASE
+from worker.sandbox.uids import BLOCK, DEFAULT_BASE
 
 WORKER = [sys.executable, "-m", "tests.e2e.worker_process"]
 
@@ -47,9 +47,12 @@ def worker_env(url: str, **settings: str) -> dict[str, str]:
 
 
 @contextmanager
-def worker_process(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+def worker_process(
+    env: dict[str, str], command: list[str] = WORKER
+) -> Iterator[subprocess.Popen[str]]:
+    """A worker process, killed (if still running) and reaped when the block ends."""
     process = subprocess.Popen(
-        WORKER, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
         yield process
@@ -175,7 +178,8 @@ def test_a_second_sigterm_stops_at_once(effects_db: str) -> None:
     assert rows(effects_db, "SELECT count(*) FROM effects") == [(0,)]
 
 
-SANDBOX_UIDS = range(DEFAULT_BASE, DEFAULT_BASE + 1_000_000)
+SANDBOX_UIDS = range(DEFAULT_BASE, DEFAULT_BASE + (1 << 22) * BLOCK)
+"""Every uid a sandbox of any worker process may run under (see worker.sandbox.uids)."""
 
 
 @pytest.mark.parametrize("mode", ["process", "bwrap"])
@@ -188,13 +192,7 @@ def test_sigkill_of_a_worker_mid_step_leaves_no_sandbox_behind(
     asyncio.run(_enqueue_step(database_url, code))
     env = worker_env(database_url, SLUICE_SANDBOX=mode)
     before = set(processes_of(SANDBOX_UIDS))
-    with subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as doomed:
+    with worker_process(env, [sys.executable, "-m", "app.cli", "serve"]) as doomed:
         wait_until(database_url, RUNNING, 1)
 
         def sleeping_step() -> bool:
