@@ -26,7 +26,7 @@ from app import jobs
 from app.jobs import Lease, NewJob, Queue
 from app.signals import Listener, Waker, Wakeup
 from migrations import runner
-from ops.bench import _database, _pgqueuer
+from ops.bench import _args, _database, _pgqueuer
 from ops.bench._report import Row, progress
 
 TABLES = ["jobs", "dead_jobs", "projects"]
@@ -57,15 +57,17 @@ class Options:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Options()
-    for flag, default, text in [
-        ("--jobs", defaults.jobs, "jobs per drain"),
-        ("--batch", defaults.batch, "claim batch size"),
-        ("--claimers", defaults.claimers, "concurrent claim loops, in this one process"),
-        ("--latency-samples", defaults.latency_samples, "idle enqueue→claim samples"),
-        ("--enqueue-batch", defaults.enqueue_batch, "jobs per enqueue statement"),
-        ("--rounds", defaults.rounds, "drains per variant; the median is reported"),
-    ]:
-        parser.add_argument(flag, type=_positive, default=default, help=f"{text} ({default})")
+    _args.add_counts(
+        parser,
+        [
+            ("--jobs", defaults.jobs, "jobs per drain"),
+            ("--batch", defaults.batch, "claim batch size"),
+            ("--claimers", defaults.claimers, "concurrent claim loops, in this one process"),
+            ("--latency-samples", defaults.latency_samples, "idle enqueue→claim samples"),
+            ("--enqueue-batch", defaults.enqueue_batch, "jobs per enqueue statement"),
+            ("--rounds", defaults.rounds, "drains per variant; the median is reported"),
+        ],
+    )
     parser.add_argument(
         "--phase-timeout",
         type=float,
@@ -73,13 +75,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="phase_seconds",
         help=f"seconds before a phase is abandoned ({defaults.phase_seconds:g})",
     )
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def options_from(args: argparse.Namespace) -> Options:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from time import perf_counter
 from typing import Any
 
+from ops.bench import _args
 from ops.bench._report import Row, progress
 from worker.sandbox import Limits, SandboxMode, SandboxPool, StepRequest, StepStatus, bwrap
 
@@ -45,24 +46,19 @@ class Options:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Options()
-    for flag, default, text in [
-        ("--sandbox-warm-steps", defaults.sandbox_warm_steps, "timed steps on a warm child"),
-        ("--sandbox-cold-starts", defaults.sandbox_cold_starts, "cold starts per mode"),
-        ("--sandbox-rss-steps", defaults.sandbox_rss_steps, "steps of the parent RSS run"),
-    ]:
-        parser.add_argument(flag, type=_positive, default=default, help=f"{text} ({default})")
+    _args.add_counts(
+        parser,
+        [
+            ("--sandbox-warm-steps", defaults.sandbox_warm_steps, "timed steps on a warm child"),
+            ("--sandbox-cold-starts", defaults.sandbox_cold_starts, "cold starts per mode"),
+            ("--sandbox-rss-steps", defaults.sandbox_rss_steps, "steps of the parent RSS run"),
+        ],
+    )
     parser.add_argument(
         "--sandbox-mode",
         choices=[SandboxMode.BWRAP, SandboxMode.PROCESS],
         help="mode of the RSS run (default: bwrap if it works here, else process)",
     )
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def options_from(args: argparse.Namespace) -> Options:

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from app.jobs import Job, NewJob, Queue
 from app.settings import Settings
 from migrations import runner
-from ops.bench import _database
+from ops.bench import _args, _database
 from ops.bench._report import Row, progress
 from worker.executor import Handler, Outcome, Verdict
 from worker.runner import Worker
@@ -43,11 +43,12 @@ class Options:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Options()
-    parser.add_argument(
-        "--worker-jobs", type=int, default=defaults.worker_jobs, help="no-op jobs to drain"
-    )
-    parser.add_argument(
-        "--worker-slots", type=int, default=defaults.worker_slots, help="worker concurrency"
+    _args.add_counts(
+        parser,
+        [
+            ("--worker-jobs", defaults.worker_jobs, "jobs drained per phase"),
+            ("--worker-slots", defaults.worker_slots, "worker concurrency"),
+        ],
     )
 
 
