@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from app import db, schema
+from app import bootstrap, db, schema
 from app.embedded import EmbeddedDatabaseError
 from app.settings import ContainerType, Settings, SettingsError, load_settings
 from migrations import runner
@@ -104,8 +104,11 @@ async def _status(url: str) -> schema.SchemaStatus:
 def _serve(settings: Settings) -> int:
     from app.serve import serve
 
+    url = db.database_url(settings)
     if settings.migrate_on_start:
-        schema.upgrade(db.database_url(settings))
+        schema.upgrade(url)
+    if settings.admin_api_key is None and settings.container_type.runs_app:
+        asyncio.run(bootstrap.ensure_first_project(url))
     asyncio.run(serve(settings))
     return 0
 

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     retry_base_seconds: PositiveSeconds = 1.0
     retry_max_seconds: PositiveSeconds = 300.0
 
+    admin_api_key: SecretStr | None = Field(
+        default=None, description="Bearer key for project administration; never logged."
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
     log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR)$")
 
     @property
@@ -133,7 +138,8 @@ def _describe(exc: ValidationError) -> str:
         if field:
             name = f"SLUICE_{field.upper()}"
             value = os.environ.get(name)
-            shown = "" if value is None or "database_url" in field else f" (got {value!r})"
+            secret = "database_url" in field or "api_key" in field
+            shown = "" if value is None or secret else f" (got {value!r})"
             problems.append(f"{name}{shown}: {message}")
         else:
             problems.append(message)

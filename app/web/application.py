@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from app import db
 from app.settings import Settings
-from app.web import health
+from app.web import errors, health, projects
 
 
 class State(TypedDict):
@@ -34,6 +34,16 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             Route("/health", health.health, methods=["GET"]),
             Route("/ready", health.ready, methods=["GET"]),
+            Route("/api/v1/projects", projects.create_project, methods=["POST"]),
+            Route(
+                "/api/v1/projects/{project_id}/api-keys",
+                projects.create_api_key,
+                methods=["POST"],
+            ),
+            Route("/api/v1/projects/{project_id}", projects.change_project, methods=["PATCH"]),
+            Route("/api/v1/project", projects.own_project, methods=["GET"]),
+            Route("/api/v1/workers", projects.list_workers, methods=["GET"]),
         ],
+        exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
     )

@@ -135,13 +135,17 @@ def test_embedded_database_persists_across_restarts(tmp_path: Path) -> None:
             conn.execute("INSERT INTO projects (name) VALUES ('kept')")
         code, out = stop(process)
         assert code == 0, out
+        assert out.count("sk_") == 1, "the first start prints the default project's key"
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2).close()  # stopped with its last user
     with serving(env) as process:
         wait_for(f"http://127.0.0.1:{port}/ready", 200, process)
         with psycopg.connect(url, autocommit=True) as conn:
-            assert conn.execute("SELECT name FROM projects").fetchall() == [("kept",)]
-        assert stop(process)[0] == 0
+            names = conn.execute("SELECT name FROM projects ORDER BY name").fetchall()
+            assert names == [("default",), ("kept",)]
+        code, out = stop(process)
+        assert code == 0, out
+        assert "sk_" not in out, "the key is printed only once"
 
 
 def test_invalid_setting_stops_with_one_line() -> None:

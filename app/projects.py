@@ -1,0 +1,133 @@
+"""Projects and their API keys.
+
+Invariant: a key's secret is never stored or logged. A key looks like
+``sk_<prefix>_<secret>``; the database keeps the prefix (to find the row) and the SHA-256 of
+the whole key, and checks it with a constant-time comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+
+from app import queries
+
+_SQL = queries.load("projects")
+
+_KEY = re.compile(r"^sk_(?P<prefix>[a-z0-9]{10})_(?P<secret>[A-Za-z0-9_-]{43})$")
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    name: str
+    concurrency_limit: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: int
+    project_id: int
+    prefix: str
+    name: str | None
+    created_at: datetime
+
+
+class ProjectNameTaken(Exception):
+    """Another project has this name."""
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh key and its visible prefix."""
+    prefix = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(10))
+    return f"sk_{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+def key_hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+async def create_project(
+    conn: AsyncConnection[Any], name: str, concurrency_limit: int | None = None
+) -> Project:
+    try:
+        async with conn.transaction(), conn.cursor(row_factory=class_row(Project)) as cur:
+            await cur.execute(
+                _SQL["create_project"], {"name": name, "concurrency_limit": concurrency_limit}
+            )
+            project = await cur.fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise ProjectNameTaken(f"a project named {name!r} exists") from None
+    assert project is not None
+    return project
+
+
+async def get_project(conn: AsyncConnection[Any], project_id: int) -> Project | None:
+    async with conn.cursor(row_factory=class_row(Project)) as cur:
+        await cur.execute(_SQL["get_project"], {"id": project_id})
+        return await cur.fetchone()
+
+
+async def set_concurrency_limit(
+    conn: AsyncConnection[Any], project_id: int, concurrency_limit: int | None
+) -> Project | None:
+    async with conn.cursor(row_factory=class_row(Project)) as cur:
+        await cur.execute(
+            _SQL["set_concurrency_limit"],
+            {"id": project_id, "concurrency_limit": concurrency_limit},
+        )
+        return await cur.fetchone()
+
+
+async def count_projects(conn: AsyncConnection[Any]) -> int:
+    cur = await conn.execute(_SQL["count_projects"])
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def create_api_key(
+    conn: AsyncConnection[Any], project_id: int, name: str | None = None
+) -> tuple[ApiKey, str]:
+    """A new key for the project: its record, and the key itself (shown once)."""
+    key, prefix = new_key()
+    async with conn.cursor(row_factory=class_row(ApiKey)) as cur:
+        await cur.execute(
+            _SQL["create_api_key"],
+            {"project_id": project_id, "prefix": prefix, "key_hash": key_hash(key), "name": name},
+        )
+        record = await cur.fetchone()
+    assert record is not None
+    return record, key
+
+
+async def authenticate(conn: AsyncConnection[Any], key: str) -> int | None:
+    """The project a key belongs to, or None for a malformed, unknown or revoked key."""
+    match = _KEY.match(key)
+    if match is None:
+        return None
+    cur = await conn.execute(_SQL["find_api_key"], {"prefix": match["prefix"]})
+    row = await cur.fetchone()
+    if row is None:
+        # Spend the same time on a miss, so timing does not tell which prefixes exist.
+        hmac.compare_digest(key_hash(key), key_hash(""))
+        return None
+    key_id, project_id, stored = row
+    if not hmac.compare_digest(bytes(stored), key_hash(key)):
+        return None
+    await conn.execute(_SQL["touch_api_key"], {"id": key_id})
+    return int(project_id)
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of two secrets (for the admin key)."""
+    return hmac.compare_digest(key_hash(given), key_hash(expected))

@@ -1,0 +1,34 @@
+-- name: create_project
+-- A new project; the name is unique.
+INSERT INTO projects (name, concurrency_limit)
+VALUES (%(name)s, %(concurrency_limit)s)
+RETURNING id, name, concurrency_limit, created_at;
+
+-- name: get_project
+-- One project by id.
+SELECT id, name, concurrency_limit, created_at FROM projects WHERE id = %(id)s;
+
+-- name: set_concurrency_limit
+-- Change a project's concurrency limit (NULL: unlimited).
+UPDATE projects SET concurrency_limit = %(concurrency_limit)s
+WHERE id = %(id)s
+RETURNING id, name, concurrency_limit, created_at;
+
+-- name: count_projects
+-- How many projects exist (first-start bootstrap).
+SELECT count(*) FROM projects;
+
+-- name: create_api_key
+-- Store a new key's prefix and hash.
+INSERT INTO api_keys (project_id, prefix, key_hash, name)
+VALUES (%(project_id)s, %(prefix)s, %(key_hash)s, %(name)s)
+RETURNING id, project_id, prefix, name, created_at;
+
+-- name: find_api_key
+-- The live key with this prefix, to check its hash.
+SELECT id, project_id, key_hash FROM api_keys WHERE prefix = %(prefix)s AND revoked_at IS NULL;
+
+-- name: touch_api_key
+-- Note that a key was used (at most once a minute, to keep writes rare).
+UPDATE api_keys SET last_used_at = now()
+WHERE id = %(id)s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute');

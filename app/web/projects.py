@@ -1,0 +1,104 @@
+"""Project administration (admin key) and the caller's own project (project key)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+import pydantic
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from app import projects, workers
+from app.web import auth
+from app.web.body import parse
+from app.web.errors import ApiError
+
+
+class NewProject(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    name: str = pydantic.Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    concurrency_limit: int | None = pydantic.Field(default=None, ge=1)
+
+
+class NewApiKey(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    name: str | None = pydantic.Field(default=None, max_length=200)
+
+
+class ProjectChange(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    concurrency_limit: int | None = pydantic.Field(ge=1)
+
+
+def _json(record: Any) -> dict[str, Any]:
+    """A dataclass record as JSON-ready values (timestamps in ISO 8601)."""
+    return {
+        key: value.isoformat() if isinstance(value, datetime) else value
+        for key, value in dataclasses.asdict(record).items()
+    }
+
+
+def _limit(request: Request) -> int:
+    limit: int = request.state.settings.max_body_bytes
+    return limit
+
+
+def _path_id(request: Request) -> int:
+    raw = request.path_params["project_id"]
+    if not raw.isdigit():
+        raise ApiError(404, f"no project {raw!r}")
+    return int(raw)
+
+
+async def create_project(request: Request) -> JSONResponse:
+    auth.require_admin(request)
+    body = await parse(request, NewProject, _limit(request))
+    async with request.state.pool.connection() as conn, conn.transaction():
+        try:
+            project = await projects.create_project(conn, body.name, body.concurrency_limit)
+        except projects.ProjectNameTaken as exc:
+            raise ApiError(409, str(exc)) from None
+        _record, key = await projects.create_api_key(conn, project.id, "first key")
+    return JSONResponse({"project": _json(project), "api_key": key}, status_code=201)
+
+
+async def create_api_key(request: Request) -> JSONResponse:
+    auth.require_admin(request)
+    project_id = _path_id(request)
+    body = await parse(request, NewApiKey, _limit(request))
+    async with request.state.pool.connection() as conn:
+        if await projects.get_project(conn, project_id) is None:
+            raise ApiError(404, f"no project {project_id}")
+        record, key = await projects.create_api_key(conn, project_id, body.name)
+    return JSONResponse(
+        {"api_key": key, "prefix": record.prefix, "project_id": project_id, "name": record.name},
+        status_code=201,
+    )
+
+
+async def change_project(request: Request) -> JSONResponse:
+    auth.require_admin(request)
+    project_id = _path_id(request)
+    body = await parse(request, ProjectChange, _limit(request))
+    async with request.state.pool.connection() as conn:
+        project = await projects.set_concurrency_limit(conn, project_id, body.concurrency_limit)
+    if project is None:
+        raise ApiError(404, f"no project {project_id}")
+    return JSONResponse(_json(project))
+
+
+async def own_project(request: Request) -> JSONResponse:
+    project_id = await auth.project_id(request)
+    async with request.state.pool.connection() as conn:
+        project = await projects.get_project(conn, project_id)
+    assert project is not None  # the key's project exists (keys cascade with it)
+    return JSONResponse(_json(project))
+
+
+async def list_workers(request: Request) -> JSONResponse:
+    await auth.project_id(request)
+    async with request.state.pool.connection() as conn:
+        found = await workers.recent(conn)
+    return JSONResponse({"workers": [_json(worker) for worker in found]})
