@@ -80,6 +80,17 @@ async def enqueue(url: str, jobs: list[NewJob]) -> list[int]:
         return [r.job_id for r in await QUEUE.enqueue_many(conn, jobs)]
 
 
+def settled(
+    worker: Worker, *, completed: int = 0, failed: int = 0
+) -> Callable[[], Awaitable[bool]]:
+    """Whether the worker has recorded these outcomes (its counters follow the commit)."""
+
+    async def check() -> bool:
+        return worker.stats.completed >= completed and worker.stats.failed >= failed
+
+    return check
+
+
 def queue_empty(url: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         async with await connect(url) as conn:
@@ -128,6 +139,7 @@ async def test_idle_worker_polls_and_wakes_on_notify(database_url: str) -> None:
             await Queue(waker=None).enqueue(conn, NewJob("echo", 1))
             await conn.execute("NOTIFY sluice_jobs")
         await eventually(queue_empty(database_url), within=10)
+        await eventually(settled(worker, completed=1))
         assert worker.stats.completed == 1
         assert worker.stats.null_polls <= polls + 2
 
@@ -150,6 +162,7 @@ async def test_each_kind_of_bad_job_ends_dead_with_a_clear_error(
     (job_id,) = await enqueue(database_url, [job])
     async with running(database_url, {"greet": greet, "refuse": refuse}) as (worker, _s, _t):
         await eventually(queue_empty(database_url), within=30)
+        await eventually(settled(worker, failed=1))
         assert worker.stats.failed == 1
         assert worker.stats.retried == 0
     async with await connect(database_url) as conn:
@@ -175,10 +188,12 @@ async def test_mixed_good_and_bad_jobs_all_end_and_the_worker_keeps_going(
     await enqueue(database_url, jobs)
     async with running(database_url, {"greet": greet, "refuse": refuse}) as (worker, _s, _t):
         await eventually(queue_empty(database_url), within=30)
+        await eventually(settled(worker, completed=20, failed=20))
         assert worker.stats.completed == 20
         assert worker.stats.failed == 20
         await enqueue(database_url, [NewJob("greet", {"who": "after"})])
         await eventually(queue_empty(database_url), within=30)
+        await eventually(settled(worker, completed=21))
         assert worker.stats.completed == 21
     assert "hello after" in {o.result for o in worker.stats.outcomes.values()}
 
@@ -198,13 +213,16 @@ async def test_claims_never_exceed_free_slots(database_url: str) -> None:
     await enqueue(database_url, [NewJob("hold") for _ in range(10)])
     async with running(database_url, {"hold": hold}, worker_concurrency=3) as (worker, _s, _t):
 
-        async def three_running() -> bool:
-            async with await connect(database_url) as conn:
-                return bool(
-                    await fetchval(conn, "SELECT count(*) = 3 FROM jobs WHERE state = 'running'")
-                )
+        async def three_held() -> bool:
+            return running_now == 3
 
-        await eventually(three_running)
+        await eventually(three_held)
+        # Every slot is busy: nothing more may be claimed until one frees up.
+        async with await connect(database_url) as conn:
+            running_in_db = await fetchval(
+                conn, "SELECT count(*) FROM jobs WHERE state = 'running'"
+            )
+        assert running_in_db == 3
         assert worker.stats.claimed == 3
         release.set()
         await eventually(queue_empty(database_url), within=30)
