@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from app import db
 from app.settings import Settings
-from app.web import errors, health, projects
+from app.web import errors, flows, health, projects
 
 
 class State(TypedDict):
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/api/v1/projects/{project_id}", projects.change_project, methods=["PATCH"]),
             Route("/api/v1/project", projects.own_project, methods=["GET"]),
             Route("/api/v1/workers", projects.list_workers, methods=["GET"]),
+            Route("/api/v1/flow-schema", flows.schema, methods=["GET"]),
         ],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,

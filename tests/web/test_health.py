@@ -43,3 +43,14 @@ def test_not_ready_when_the_database_is_unreachable(tmp_path: object) -> None:
 def test_unknown_route_is_404(database_url: str) -> None:
     with TestClient(create_app(settings_for(database_url))) as client:
         assert client.get("/nope").status_code == 404
+
+
+def test_the_flow_json_schema_is_published(database_url: str) -> None:
+    with TestClient(create_app(settings_for(database_url))) as client:
+        response = client.get("/api/v1/flow-schema")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    text = response.text
+    for step_type in ("code", "http", "branch", "loop", "delay", "wait_for_webhook"):
+        assert f'"{step_type}"' in text
