@@ -1,12 +1,121 @@
-"""Flow definitions over HTTP (so far: the published JSON Schema editors validate against)."""
+"""Flows over HTTP: deploy versions, list, show, enable/disable, delete; the JSON Schema.
+
+All routes but the schema act within the project of the caller's API key: another project's
+flows are indistinguishable from missing ones (404).
+"""
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from typing import Any
 
-from app.flows import flow_json_schema
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from app.flows import FlowDefinitionError, flow_json_schema, parse_flow, store
+from app.web import auth
+from app.web.body import json_body
+from app.web.errors import ApiError
 
 
 async def schema(_request: Request) -> JSONResponse:
     return JSONResponse(flow_json_schema())
+
+
+def _webhook_url(request: Request, flow_id: object) -> str:
+    return str(request.base_url).rstrip("/") + f"/webhooks/{flow_id}"
+
+
+async def deploy(request: Request) -> JSONResponse:
+    project_id = await auth.project_id(request)
+    name = request.path_params["name"]
+    document = await json_body(request, request.state.settings.max_body_bytes)
+    if isinstance(document, dict):
+        document.setdefault("name", name)
+        if document["name"] != name:
+            raise ApiError(
+                422,
+                f"the name in the body ({document['name']!r}) differs from the URL's ({name!r})",
+            )
+    try:
+        definition = parse_flow(document)
+    except FlowDefinitionError as exc:
+        raise ApiError(422, "invalid flow definition", problems=exc.problems) from None
+    async with request.state.pool.connection() as conn:
+        deployed = await store.deploy(conn, project_id, definition)
+    return JSONResponse(
+        {
+            "id": str(deployed.flow_id),
+            "name": name,
+            "version": deployed.version,
+            "created": deployed.created,
+            "webhook_url": _webhook_url(request, deployed.flow_id),
+        },
+        status_code=201 if deployed.created else 200,
+    )
+
+
+async def list_flows(request: Request) -> JSONResponse:
+    project_id = await auth.project_id(request)
+    async with request.state.pool.connection() as conn:
+        flows = await store.list_flows(conn, project_id)
+    return JSONResponse(
+        {
+            "flows": [
+                {
+                    "id": str(f.id),
+                    "name": f.name,
+                    "enabled": f.enabled,
+                    "version": f.version,
+                    "created_at": f.created_at.isoformat(),
+                    "webhook_url": _webhook_url(request, f.id),
+                }
+                for f in flows
+            ]
+        }
+    )
+
+
+async def show(request: Request) -> JSONResponse:
+    project_id = await auth.project_id(request)
+    name = request.path_params["name"]
+    async with request.state.pool.connection() as conn:
+        flow = await store.get(conn, project_id, name)
+    if flow is None:
+        raise ApiError(404, f"no flow {name!r}")
+    body: dict[str, Any] = {
+        "id": str(flow.id),
+        "name": flow.name,
+        "enabled": flow.enabled,
+        "version": flow.version,
+        "created_at": flow.created_at.isoformat(),
+        "version_created_at": flow.version_created_at.isoformat(),
+        "webhook_url": _webhook_url(request, flow.id),
+        "definition": flow.definition,
+    }
+    return JSONResponse(body)
+
+
+async def enable(request: Request) -> JSONResponse:
+    return await _set_enabled(request, True)
+
+
+async def disable(request: Request) -> JSONResponse:
+    return await _set_enabled(request, False)
+
+
+async def _set_enabled(request: Request, enabled: bool) -> JSONResponse:
+    project_id = await auth.project_id(request)
+    name = request.path_params["name"]
+    async with request.state.pool.connection() as conn:
+        if not await store.set_enabled(conn, project_id, name, enabled):
+            raise ApiError(404, f"no flow {name!r}")
+    return JSONResponse({"name": name, "enabled": enabled})
+
+
+async def delete(request: Request) -> Response:
+    project_id = await auth.project_id(request)
+    name = request.path_params["name"]
+    async with request.state.pool.connection() as conn:
+        if not await store.delete(conn, project_id, name):
+            raise ApiError(404, f"no flow {name!r}")
+    return Response(status_code=204)

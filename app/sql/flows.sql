@@ -1,0 +1,51 @@
+-- name: lock_flow
+-- The live flow of this name, locked for a deploy (versions are numbered under this lock).
+SELECT id FROM flows
+WHERE project_id = %(project_id)s AND name = %(name)s AND deleted_at IS NULL
+FOR UPDATE;
+
+-- name: create_flow
+-- A new flow; a concurrent creator of the same name loses on the unique index.
+INSERT INTO flows (project_id, name) VALUES (%(project_id)s, %(name)s)
+ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING
+RETURNING id;
+
+-- name: latest_version
+-- The newest version of a flow.
+SELECT version, content_hash FROM flow_versions
+WHERE flow_id = %(flow_id)s ORDER BY version DESC LIMIT 1;
+
+-- name: add_version
+-- Record a new immutable version.
+INSERT INTO flow_versions (flow_id, version, definition, content_hash)
+VALUES (%(flow_id)s, %(version)s, %(definition)s, %(content_hash)s);
+
+-- name: get_flow
+-- A live flow of the project with its latest version.
+SELECT f.id, f.name, f.enabled, f.created_at, v.version, v.definition, v.created_at
+FROM flows f
+JOIN LATERAL (
+    SELECT version, definition, created_at FROM flow_versions
+    WHERE flow_id = f.id ORDER BY version DESC LIMIT 1
+) v ON true
+WHERE f.project_id = %(project_id)s AND f.name = %(name)s AND f.deleted_at IS NULL;
+
+-- name: list_flows
+-- The project's live flows with their latest version numbers, by name.
+SELECT f.id, f.name, f.enabled, f.created_at,
+       (SELECT max(version) FROM flow_versions WHERE flow_id = f.id) AS version
+FROM flows f
+WHERE f.project_id = %(project_id)s AND f.deleted_at IS NULL
+ORDER BY f.name;
+
+-- name: set_enabled
+-- Enable or disable a live flow (a disabled flow's webhooks answer 404).
+UPDATE flows SET enabled = %(enabled)s
+WHERE project_id = %(project_id)s AND name = %(name)s AND deleted_at IS NULL
+RETURNING id;
+
+-- name: delete_flow
+-- Hide a flow; its versions stay for the runs that pinned them.
+UPDATE flows SET deleted_at = now(), enabled = false
+WHERE project_id = %(project_id)s AND name = %(name)s AND deleted_at IS NULL
+RETURNING id;
