@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -42,7 +43,14 @@ def _server_params(url: str) -> dict[str, Any]:
     }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM (a CI time limit, `timeout`) ends the session like Ctrl-C, so that
+    # pytest_unconfigure still stops the embedded server instead of leaving it running.
+    signal.signal(signal.SIGTERM, _interrupt)
     url = os.environ.get(TEST_DATABASE_ENV)
     if not url:
         with warnings.catch_warnings():
