@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
+from pydantic import SecretStr
 
 from app import embedded
 from app.settings import Settings
@@ -25,8 +26,6 @@ def with_database_url(settings: Settings) -> Settings:
     """Settings whose database URL is resolved, so every component uses the same server."""
     if settings.database_url is not None:
         return settings
-    from pydantic import SecretStr
-
     return settings.model_copy(update={"database_url": SecretStr(resolve_database_url(settings))})
 
 

@@ -22,6 +22,11 @@ class Row(NamedTuple):
     verdict: str = ""
 
 
+def verdict(ok: bool) -> str:
+    """How a table marks a figure against its target."""
+    return "ok" if ok else "MISS"
+
+
 def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 

@@ -27,7 +27,7 @@ from app.jobs import Lease, NewJob, Queue
 from app.signals import Listener, Waker, Wakeup
 from migrations import runner
 from ops.bench import _args, _database, _pgqueuer
-from ops.bench._report import Row, progress
+from ops.bench._report import Row, progress, verdict
 
 TABLES = ["jobs", "dead_jobs", "projects"]
 GATED_PROJECTS = 3
@@ -435,13 +435,13 @@ def rows(result: dict[str, Any]) -> list[Row]:
                 "sluice / pgqueuer drain",
                 f"{figures['drain_ratio_vs_pgqueuer']:.2f}x",
                 "> 1",
-                _verdict(figures["drain_ratio_vs_pgqueuer"] > 1),
+                verdict(figures["drain_ratio_vs_pgqueuer"] > 1),
             ),
             Row(
                 "sluice claimer + completer / pgqueuer drain",
                 f"{figures['drain_with_completer_ratio_vs_pgqueuer']:.2f}x",
                 "> 1",
-                _verdict(figures["drain_with_completer_ratio_vs_pgqueuer"] > 1),
+                verdict(figures["drain_with_completer_ratio_vs_pgqueuer"] > 1),
             ),
         ]
     else:
@@ -457,18 +457,14 @@ def _drain_rows(label: str, drain: dict[str, Any]) -> list[Row]:
             f"{label} (median of {len(rounds)})",
             f"{rate:,.0f} jobs/s",
             f">= {TARGET_DRAIN:,.0f}",
-            _verdict(rate >= TARGET_DRAIN),
+            verdict(rate >= TARGET_DRAIN),
         ),
         Row("  rounds", " / ".join(f"{r:,.0f}" for r in rounds)),
     ]
 
 
 def _ms_row(label: str, ms: float, target: float) -> Row:
-    return Row(label, f"{ms:.2f} ms", f"<= {target:g} ms", _verdict(ms <= target))
-
-
-def _verdict(ok: bool) -> str:
-    return "ok" if ok else "MISS"
+    return Row(label, f"{ms:.2f} ms", f"<= {target:g} ms", verdict(ms <= target))
 
 
 def title(parameters: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from time import perf_counter
 from typing import Any
 
 from ops.bench import _args
-from ops.bench._report import Row, progress
+from ops.bench._report import Row, progress, verdict
 from worker.sandbox import Limits, SandboxMode, SandboxPool, StepRequest, StepStatus, bwrap
 
 TARGET_WARM_P50_MS = 1.0
@@ -206,7 +206,7 @@ def rows(result: dict[str, Any]) -> list[Row]:
             f"parent RSS growth, {rss['steps']:,} steps [{rss['mode']}]",
             f"{rss['growth_pct']:+.1f} %",
             f"< {TARGET_RSS_GROWTH_PCT:g} %",
-            _verdict(rss["growth_pct"] < TARGET_RSS_GROWTH_PCT),
+            verdict(rss["growth_pct"] < TARGET_RSS_GROWTH_PCT),
         ),
         Row(
             f"  RSS after {RSS_BASELINE_STEPS:,} warm-up steps → final",
@@ -224,11 +224,7 @@ def rows(result: dict[str, Any]) -> list[Row]:
 def _ms_row(label: str, ms: float, target: float | None = None) -> Row:
     if target is None:
         return Row(label, f"{ms:.3f} ms")
-    return Row(label, f"{ms:.3f} ms", f"<= {target:g} ms", _verdict(ms <= target))
-
-
-def _verdict(ok: bool) -> str:
-    return "ok" if ok else "MISS"
+    return Row(label, f"{ms:.3f} ms", f"<= {target:g} ms", verdict(ms <= target))
 
 
 def title(parameters: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from app.jobs import Job, NewJob, Queue
 from app.settings import Settings
 from migrations import runner
 from ops.bench import _args, _database
-from ops.bench._report import Row, progress
+from ops.bench._report import Row, progress, verdict
 from worker.executor import Handler, Outcome, Verdict
 from worker.runner import Worker
 
@@ -149,7 +149,7 @@ def rows(result: dict[str, Any]) -> list[Row]:
             "worker RSS growth over the sandboxed run",
             f"{growth:+.1f} %",
             f"< {TARGET_RSS_GROWTH_PCT:g} %",
-            "ok" if growth < TARGET_RSS_GROWTH_PCT else "MISS",
+            verdict(growth < TARGET_RSS_GROWTH_PCT),
         ),
     ]
 

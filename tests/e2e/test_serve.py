@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import psycopg
 import pytest
+
+from tests.e2e.processes import sluice_env, started
 
 SLUICE = [sys.executable, "-m", "app.cli"]
 
@@ -24,12 +24,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def sluice_env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-    env.update(values)
-    return env
 
 
 def wait_for(url: str, status: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
@@ -51,21 +45,8 @@ def output(process: subprocess.Popen[str]) -> str:
     return out
 
 
-@contextmanager
-def serving(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [*SLUICE, "serve", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
+def serving(env: dict[str, str], *args: str) -> AbstractContextManager[subprocess.Popen[str]]:
+    return started([*SLUICE, "serve", *args], env)
 
 
 def stop(process: subprocess.Popen[str]) -> tuple[int, str]:

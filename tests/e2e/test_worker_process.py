@@ -9,14 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
 import pytest
 
 from app.jobs import NewJob, Queue
+from tests.e2e.processes import sluice_env, started
 from tests.sandbox.helpers import processes_of
 from worker.sandbox.bwrap import problem as bwrap_problem
 from worker.sandbox.uids import BLOCK, DEFAULT_BASE
@@ -32,34 +32,22 @@ def effects_db(database_url: str) -> str:
 
 
 def worker_env(url: str, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-    env.update(
-        SLUICE_DATABASE_URL=url,
-        SLUICE_CONTAINER_TYPE="WORKER",
-        SLUICE_POLL_INTERVAL_SECONDS="0.2",
-        SLUICE_HEARTBEAT_INTERVAL_SECONDS="0.5",
-        SLUICE_LEASE_TTL_SECONDS="2",
-        SLUICE_MAINTENANCE_INTERVAL_SECONDS="0.5",
-        SLUICE_WORKER_CONCURRENCY="4",
-    )
-    env.update(settings)
-    return env
+    defaults = {
+        "SLUICE_DATABASE_URL": url,
+        "SLUICE_CONTAINER_TYPE": "WORKER",
+        "SLUICE_POLL_INTERVAL_SECONDS": "0.2",
+        "SLUICE_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+        "SLUICE_LEASE_TTL_SECONDS": "2",
+        "SLUICE_MAINTENANCE_INTERVAL_SECONDS": "0.5",
+        "SLUICE_WORKER_CONCURRENCY": "4",
+    }
+    return sluice_env(**{**defaults, **settings})
 
 
-@contextmanager
 def worker_process(
     env: dict[str, str], command: list[str] = WORKER
-) -> Iterator[subprocess.Popen[str]]:
-    """A worker process, killed (if still running) and reaped when the block ends."""
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
+) -> AbstractContextManager[subprocess.Popen[str]]:
+    return started(command, env)
 
 
 def wait_for_output(process: subprocess.Popen[str], text: str, timeout: float = 30) -> None:
