@@ -30,6 +30,7 @@ from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 from app import queries
+from app.settings import Settings
 from app.signals import Waker
 
 log = logging.getLogger(__name__)
@@ -347,6 +348,16 @@ class Queue:
                 len(report.dead),
             )
         return report
+
+
+def queue_from(settings: Settings, waker: Waker | None = None) -> Queue:
+    """The queue as configured (lease, attempts, retry backoff)."""
+    return Queue(
+        lease_seconds=settings.lease_ttl_seconds,
+        default_max_attempts=settings.job_max_attempts,
+        retry_policy=RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds),
+        waker=waker,
+    )
 
 
 def _lease_params(owner: str, leases: Sequence[Lease]) -> dict[str, Any]:

@@ -326,6 +326,13 @@ WEBHOOKS = REGISTRY.register(
         ("mode", "code"),
     )
 )
+RUNS_FINISHED = REGISTRY.register(
+    Counter(
+        "sluice_runs_finished_total",
+        "Runs this process's workers brought to an end, by final status.",
+        ("status",),
+    )
+)
 
 # Every outcome is exposed from the start, so increase() counts the first of each.
 for _status in SANDBOX_STATUSES:

@@ -90,12 +90,32 @@ class Settings(BaseSettings):
         default=None, description="Bearer key for project administration; never logged."
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
+        description="Base URL clients reach the app at (resume URLs); unset: http://host:port.",
+    )
+
+    sync_timeout_seconds: PositiveSeconds = 30.0
+    run_timeout_seconds: PositiveSeconds = 3600.0
+    paused_run_ttl: PositiveSeconds = Field(
+        default=7 * 86_400.0,
+        description="Seconds a run may wait on a resume webhook or a child run before TIMEOUT.",
+    )
+    http_allow_private: bool = False
 
     log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR)$")
 
     @property
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir if self.cache_dir is not None else self.data_dir / "cache"
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url is not None:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
 
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:

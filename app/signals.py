@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -150,3 +150,87 @@ class Waker:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class Publisher:
+    """Sends ``NOTIFY channel, 'a,b,c'`` after commits: payloads published while a NOTIFY is
+    in flight are merged into the next one (comma-separated, up to the payload limit).
+
+    Like `Waker`, every `publish()` is followed by a NOTIFY sent after the call, so a
+    listener can read what the caller committed before publishing. Payloads must not
+    contain commas.
+    """
+
+    MAX_PAYLOAD = 7900  # Postgres refuses payloads of 8000 bytes or more.
+
+    def __init__(self, pool: AsyncConnectionPool[Any], channel: str) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._pending: dict[str, None] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def publish(self, payload: str) -> None:
+        self._pending[payload] = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._pending:
+            batch: list[str] = []
+            size = 0
+            for payload in list(self._pending):
+                if batch and size + len(payload) + 1 > self.MAX_PAYLOAD:
+                    break
+                batch.append(payload)
+                size += len(payload) + 1
+                del self._pending[payload]
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute(
+                        _SQL["notify"], {"channel": self._channel, "payload": ",".join(batch)}
+                    )
+            except psycopg.Error as exc:
+                log.warning("NOTIFY %s failed: %s", self._channel, exc)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class Watchers:
+    """Per-key events fed by a comma-separated payload channel (run ids, say).
+
+    `watch(key)` returns an event set whenever a notification names the key, and (with
+    `wake_on_reconnect`, for waiters that re-check the database) after a listener reconnect,
+    when anything may have happened.
+    """
+
+    def __init__(self, *, wake_on_reconnect: bool = True) -> None:
+        self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._wake_on_reconnect = wake_on_reconnect
+
+    def on_notify(self, payload: str | None) -> None:
+        if payload is None:
+            if not self._wake_on_reconnect:
+                return
+            for events in self._events.values():
+                for event in events:
+                    event.set()
+            return
+        for key in payload.split(","):
+            for event in self._events.get(key, ()):
+                event.set()
+
+    @contextlib.contextmanager
+    def watch(self, key: str) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        self._events[key].add(event)
+        try:
+            yield event
+        finally:
+            events = self._events.get(key)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._events[key]

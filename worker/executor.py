@@ -38,7 +38,16 @@ class RetryableJobError(Exception):
         self.delay_seconds = delay_seconds
 
 
+class Settled:
+    """A handler's result meaning: the job was deleted by the handler itself, in the
+    transaction that recorded its outcome (the flow engine does this); nothing to write."""
+
+
+SETTLED = Settled()
+
+
 class Verdict(enum.StrEnum):
+    SETTLED = "settled"
     COMPLETE = "complete"
     RETRY = "retry"
     FAIL = "fail"
@@ -81,6 +90,8 @@ class Executor:
         except Exception as exc:
             log.warning("job %s (%s) attempt %s raised %r", job.id, job.kind, job.attempt, exc)
             return Outcome(Verdict.RETRY, error=_clip("".join(traceback.format_exception(exc))))
+        if isinstance(result, Settled):
+            return Outcome(Verdict.SETTLED)
         return Outcome(Verdict.COMPLETE, result=result)
 
 

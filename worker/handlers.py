@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pydantic
+from psycopg_pool import AsyncConnectionPool
 
-from app.jobs import Job
+from app.flows.runs import EXECUTE_RUN
+from app.jobs import Job, Queue
 from app.settings import SandboxSetting, Settings
-from worker.cache_requirements import RequirementsError, RequirementsInstaller
+from app.signals import Publisher, Watchers
+from worker.cache_requirements import RequirementsInstaller
+from worker.code import CodeError, CodeRunner, limits_from
+from worker.engine import EngineServices, FlowEngine
 from worker.executor import Handler, PermanentJobError, RetryableJobError
-from worker.sandbox import Limits, SandboxPool, StepRequest, StepStatus, resolve_mode
+from worker.sandbox import SandboxPool, StepStatus, resolve_mode
+from worker.steps.http import HttpClient
 
 RUN_STEP = "run_step"
 
@@ -34,36 +40,25 @@ class RunStepPayload(pydantic.BaseModel):
     timeout_seconds: float | None = pydantic.Field(default=None, gt=0)
 
 
-def limits_from(settings: Settings) -> Limits:
-    return Limits(
-        wall_seconds=settings.step_timeout_seconds,
-        cpu_seconds=settings.step_cpu_seconds,
-        memory_bytes=settings.step_memory_mb * 1024 * 1024,
-        output_bytes=settings.step_output_bytes,
-        processes=settings.step_max_processes,
-        open_files=settings.step_max_open_files,
-    )
-
-
 @dataclasses.dataclass(frozen=True)
 class StepRunner:
-    sandboxes: SandboxPool
-    installer: RequirementsInstaller
-    limits: Limits
+    """The `run_step` job kind: one piece of code, outside any flow."""
+
+    code: CodeRunner
 
     async def __call__(self, job: Job) -> dict[str, Any]:
         payload = RunStepPayload.model_validate(job.payload)
-        extra_paths: Sequence[str] = ()
-        if payload.requirements:
-            try:
-                extra_paths = [str(await self.installer.ensure(payload.requirements))]
-            except RequirementsError as exc:
-                raise PermanentJobError(f"requirements could not be installed: {exc}") from None
-        limits = self.limits
-        if payload.timeout_seconds is not None:
-            limits = dataclasses.replace(limits, wall_seconds=payload.timeout_seconds)
-        request = StepRequest(payload.code, payload.input, payload.ctx, limits, extra_paths)
-        result = await self.sandboxes.run(str(job.project_id or "default"), request)
+        try:
+            result = await self.code.run(
+                str(job.project_id or "default"),
+                payload.code,
+                payload.input,
+                payload.ctx,
+                requirements=payload.requirements,
+                timeout_seconds=payload.timeout_seconds,
+            )
+        except CodeError as exc:
+            raise PermanentJobError(str(exc)) from None
         if result.status is StepStatus.INTERNAL_ERROR:
             raise RetryableJobError(f"{result.status}: {result.error}")
         if result.status is not StepStatus.SUCCEEDED:
@@ -77,11 +72,44 @@ class StepRunner:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkerServices:
+    """What the flow engine needs from the worker that runs it."""
+
+    pool: AsyncConnectionPool[Any]
+    queue: Queue
+    owner: str
+    run_events: Publisher
+    cancels: Watchers
+
+
 @contextlib.asynccontextmanager
-async def default_handlers(settings: Settings) -> AsyncIterator[dict[str, Handler]]:
-    """The built-in handlers, with a sandbox pool and installer open while they are in use."""
+async def default_handlers(
+    settings: Settings, services: WorkerServices | None = None
+) -> AsyncIterator[dict[str, Handler]]:
+    """The built-in handlers, with a sandbox pool, installer and HTTP client open while they
+    are in use; `execute_run` (flows) when the worker's services are given."""
     requested = None if settings.sandbox is SandboxSetting.AUTO else str(settings.sandbox)
     mode = resolve_mode(requested)
     installer = RequirementsInstaller(settings.resolved_cache_dir / "requirements")
-    async with SandboxPool(mode, max_uses=settings.sandbox_max_uses) as sandboxes:
-        yield {RUN_STEP: StepRunner(sandboxes, installer, limits_from(settings))}
+    async with (
+        SandboxPool(mode, max_uses=settings.sandbox_max_uses) as sandboxes,
+        HttpClient(allow_private=settings.http_allow_private) as http,
+    ):
+        code = CodeRunner(sandboxes, installer, limits_from(settings))
+        handlers: dict[str, Handler] = {RUN_STEP: StepRunner(code)}
+        if services is not None:
+            engine = FlowEngine(
+                EngineServices(
+                    settings=settings,
+                    pool=services.pool,
+                    queue=services.queue,
+                    owner=services.owner,
+                    code=code,
+                    http=http,
+                    run_events=services.run_events,
+                    cancels=services.cancels,
+                )
+            )
+            handlers[EXECUTE_RUN] = engine
+        yield handlers

@@ -1,9 +1,13 @@
-"""The rescuer: one elected worker re-queues jobs whose lease expired.
+"""The rescuer: one elected worker re-queues jobs whose lease expired, and times out runs.
 
 Invariant (fast, automatic crash recovery): a job whose holder died is back in the queue
 (or dead, once its attempts are spent) within the lease TTL plus one maintenance tick. Only
 the leader runs the pass, on the connection that holds leadership; when the leader dies its
 session lock goes with it and another worker takes the role on its next tick.
+
+The same pass times out runs past ``SLUICE_RUN_TIMEOUT_SECONDS`` of active time and paused
+runs past ``SLUICE_PAUSED_RUN_TTL``, and reports them (`on_expired`) so that their sync
+callers are answered and their executions stopped.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from datetime import datetime
 
+from app.flows import runs
 from app.jobs import Queue, RescueReport
 from app.locks import Leadership
 
@@ -24,10 +30,18 @@ RESCUE_BATCH = 1000
 
 
 class Maintenance:
-    def __init__(self, queue: Queue, leadership: Leadership, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        leadership: Leadership,
+        interval_seconds: float,
+        *,
+        on_expired: Callable[[list[runs.Expired]], None] | None = None,
+    ) -> None:
         self._queue = queue
         self._leadership = leadership
         self._interval = interval_seconds
+        self._on_expired = on_expired
 
     async def tick(self, *, now: datetime | None = None) -> RescueReport | None:
         """One pass if this worker leads: None when it does not."""
@@ -42,7 +56,22 @@ class Maintenance:
             requeued += report.requeued
             dead += report.dead
             if report.total < RESCUE_BATCH:
-                return RescueReport(requeued=requeued, dead=dead)
+                break
+        await self.expire_runs()
+        return RescueReport(requeued=requeued, dead=dead)
+
+    async def expire_runs(self) -> list[runs.Expired]:
+        expired: list[runs.Expired] = []
+        while True:
+            batch = await runs.expire_runs(self._leadership.connection, limit=RESCUE_BATCH)
+            expired += batch
+            if len(batch) < RESCUE_BATCH:
+                break
+        if expired:
+            log.info("timed out %d run(s)", len(expired))
+            if self._on_expired is not None:
+                self._on_expired(expired)
+        return expired
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; the interval is jittered so workers do not align."""

@@ -23,20 +23,22 @@ import secrets
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from app import db, workers
-from app.jobs import NOTIFY_CHANNEL, Job, Lease, Queue, RetryPolicy
+from app import db, metrics, workers
+from app.flows import runs
+from app.jobs import NOTIFY_CHANNEL, Job, Lease, Queue, queue_from
 from app.locks import Leadership
 from app.settings import Settings
-from app.signals import Listener, Waker, Wakeup
+from app.signals import Listener, Publisher, Waker, Wakeup, Watchers
 from worker.completer import Completer
 from worker.executor import Executor, Handler, Outcome, Verdict
-from worker.handlers import default_handlers
+from worker.handlers import WorkerServices, default_handlers
 from worker.maintenance import ROLE, Maintenance
 
 log = logging.getLogger(__name__)
@@ -47,15 +49,6 @@ SETTLE_ATTEMPTS = 5
 def new_worker_id() -> str:
     """Unique per process start: host, pid and a random suffix (pids are reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def queue_from(settings: Settings, waker: Waker | None = None) -> Queue:
-    return Queue(
-        lease_seconds=settings.lease_ttl_seconds,
-        default_max_attempts=settings.job_max_attempts,
-        retry_policy=RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds),
-        waker=waker,
-    )
 
 
 def _version() -> str:
@@ -120,22 +113,29 @@ class Worker:
         """Run until `stop` is set, then stop gracefully; cancelling the task stops at once."""
         settings = self.settings
         async with contextlib.AsyncExitStack() as resources:
-            # Built-in handlers own sandboxes: they close after every job has stopped.
-            if self._handlers is None:
-                handlers = await resources.enter_async_context(default_handlers(settings))
-                self.executor = Executor(handlers)
             pool = await resources.enter_async_context(
                 db.create_pool(settings, name="sluice-worker")
             )
             await pool.wait(timeout=30)
             waker = Waker(pool, NOTIFY_CHANNEL)
+            run_events = Publisher(pool, runs.RUN_EVENTS_CHANNEL)
+            cancel_events = Publisher(pool, runs.CANCEL_CHANNEL)
             queue = queue_from(settings, waker)
-            listener = Listener(db.database_url(settings), [NOTIFY_CHANNEL])
+            listener = Listener(db.database_url(settings), [NOTIFY_CHANNEL, runs.CANCEL_CHANNEL])
+            cancels = Watchers(wake_on_reconnect=False)
+            listener.subscribe(runs.CANCEL_CHANNEL, cancels.on_notify)
+            # Built-in handlers own sandboxes: they close after every job has stopped (and
+            # before the pool).
+            if self._handlers is None:
+                services = WorkerServices(pool, queue, self.id, run_events, cancels)
+                handlers = await resources.enter_async_context(default_handlers(settings, services))
+                self.executor = Executor(handlers)
             completer = Completer(pool, queue, self.id)
             maintenance = Maintenance(
                 queue,
                 Leadership(db.database_url(settings), ROLE),
                 settings.maintenance_interval_seconds,
+                on_expired=lambda expired: _announce_expired(expired, run_events, cancel_events),
             )
             async with pool.connection() as conn:
                 await workers.register(conn, self._info())
@@ -160,6 +160,8 @@ class Worker:
                 await asyncio.gather(claiming, *background, return_exceptions=True)
                 await completer.aclose()
                 await waker.aclose()
+                await run_events.aclose()
+                await cancel_events.aclose()
                 with contextlib.suppress(psycopg.Error):
                     async with pool.connection(timeout=5) as conn:
                         await workers.stopped(conn, self.id)
@@ -200,6 +202,7 @@ class Worker:
                     await self._release(session, [j.lease for j in jobs])
                     break
                 self.stats.claimed += len(jobs)
+                _observe_claims(jobs)
                 for job in jobs:
                     self._start(job, session)
                 if not jobs:
@@ -248,6 +251,9 @@ class Worker:
                 return
 
     async def _write_outcome(self, job: Job, outcome: Outcome, session: _Session) -> None:
+        if outcome.verdict is Verdict.SETTLED:
+            self.stats.completed += 1
+            return
         if outcome.verdict is Verdict.COMPLETE:
             if await session.completer.complete(job.lease):
                 self.stats.completed += 1
@@ -347,3 +353,22 @@ async def _first(awaitable: Any, stopping: asyncio.Task[Any]) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _observe_claims(jobs: list[Job]) -> None:
+    if not jobs:
+        return
+    metrics.JOBS_CLAIMED.inc(len(jobs))
+    now = datetime.now(UTC)
+    for job in jobs:
+        metrics.CLAIM_LATENCY.observe(max(0.0, (now - job.run_at).total_seconds()))
+
+
+def _announce_expired(
+    expired: list[runs.Expired], run_events: Publisher, cancel_events: Publisher
+) -> None:
+    """Runs that just timed out: wake their sync callers, stop their executions."""
+    for run in expired:
+        run_events.publish(str(run.run_id))
+        if run.was is runs.RunStatus.RUNNING:
+            cancel_events.publish(str(run.run_id))

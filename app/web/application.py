@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, TypedDict
@@ -11,13 +12,22 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from app import db
+from app.flows import runs
+from app.jobs import NOTIFY_CHANNEL, Queue, queue_from
 from app.settings import Settings
-from app.web import errors, flows, health, projects
+from app.signals import Listener, Publisher, Waker, Watchers
+from app.web import errors, flows, health, projects, webhooks
+from app.web import metrics as web_metrics
+from app.web import runs as run_api
 
 
 class State(TypedDict):
     settings: Settings
     pool: AsyncConnectionPool[Any]
+    queue: Queue
+    run_watchers: Watchers
+    run_events: Publisher
+    cancel_events: Publisher
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -28,7 +38,28 @@ def create_app(settings: Settings) -> Starlette:
         # The pool opens without waiting, so the app starts (and /ready answers 503)
         # while the database is unreachable.
         async with db.create_pool(settings, name="sluice-app") as pool:
-            yield {"settings": settings, "pool": pool}
+            waker = Waker(pool, NOTIFY_CHANNEL)
+            run_watchers = Watchers()
+            listener = Listener(db.database_url(settings), [runs.RUN_EVENTS_CHANNEL])
+            listener.subscribe(runs.RUN_EVENTS_CHANNEL, run_watchers.on_notify)
+            listening = asyncio.create_task(listener.run(), name="run-events-listener")
+            run_events = Publisher(pool, runs.RUN_EVENTS_CHANNEL)
+            cancel_events = Publisher(pool, runs.CANCEL_CHANNEL)
+            try:
+                yield {
+                    "settings": settings,
+                    "pool": pool,
+                    "queue": queue_from(settings, waker),
+                    "run_watchers": run_watchers,
+                    "run_events": run_events,
+                    "cancel_events": cancel_events,
+                }
+            finally:
+                listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listening
+                for sender in (waker, run_events, cancel_events):
+                    await sender.aclose()
 
     return Starlette(
         routes=[
@@ -50,6 +81,15 @@ def create_app(settings: Settings) -> Starlette:
             Route("/api/v1/flows/{name}", flows.delete, methods=["DELETE"]),
             Route("/api/v1/flows/{name}/enable", flows.enable, methods=["POST"]),
             Route("/api/v1/flows/{name}/disable", flows.disable, methods=["POST"]),
+            Route("/api/v1/runs", run_api.list_runs, methods=["GET"]),
+            Route("/api/v1/runs/{run_id}", run_api.show, methods=["GET"]),
+            Route("/api/v1/runs/{run_id}/cancel", run_api.cancel, methods=["POST"]),
+            Route("/api/v1/runs/{run_id}/retry", run_api.retry, methods=["POST"]),
+            Route("/webhooks/{flow_id}", webhooks.webhook, methods=["POST"]),
+            Route("/webhooks/{flow_id}/sync", webhooks.webhook_sync, methods=["POST"]),
+            Route("/resume/{run_id}/{token}", webhooks.resume_run, methods=["POST"]),
+            Route("/resume/{run_id}/{token}/sync", webhooks.resume_run_sync, methods=["POST"]),
+            Route("/metrics", web_metrics.metrics_text, methods=["GET"]),
         ],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,

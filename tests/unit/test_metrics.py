@@ -334,6 +334,7 @@ def test_sluice_metrics_are_registered_with_their_types() -> None:
         "sluice_sandbox_outcomes": "counter",
         "sluice_jobs_claimed": "counter",
         "sluice_webhooks": "counter",
+        "sluice_runs_finished": "counter",
     }
     assert metrics.STEP_DURATION.labelnames == ("type", "status")
     assert metrics.WEBHOOKS.labelnames == ("mode", "code")

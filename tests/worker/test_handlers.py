@@ -15,6 +15,7 @@ import pytest
 from app.jobs import Job
 from tests.worker.test_cache_requirements import offline, write_wheel
 from worker.cache_requirements import RequirementsInstaller
+from worker.code import CodeRunner
 from worker.executor import PermanentJobError
 from worker.handlers import StepRunner
 from worker.sandbox import Limits, SandboxMode, SandboxPool
@@ -52,7 +53,7 @@ async def runner(request: pytest.FixtureRequest, shared_dir: Path) -> AsyncItera
     write_wheel(wheelhouse, "sluice_demo", "1.0", "VALUE = 42\n")
     installer = RequirementsInstaller(shared_dir / "envs", pip_args=offline(wheelhouse))
     async with SandboxPool(request.param, warm=0) as pool:
-        yield StepRunner(pool, installer, Limits(wall_seconds=10))
+        yield StepRunner(CodeRunner(pool, installer, Limits(wall_seconds=10)))
 
 
 async def test_a_step_returns_its_output_and_captured_output(runner: StepRunner) -> None:

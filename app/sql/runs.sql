@@ -1,0 +1,233 @@
+-- name: find_webhook_flow
+-- A live, enabled flow with its latest version: what a webhook starts a run of.
+SELECT f.id AS flow_id, f.project_id, f.name, v.id AS version_id, v.version,
+       v.definition -> 'trigger' ->> 'secret' AS secret
+FROM flows f
+JOIN LATERAL (
+    SELECT id, version, definition FROM flow_versions
+    WHERE flow_id = f.id ORDER BY version DESC LIMIT 1
+) v ON true
+WHERE f.id = %(flow_id)s AND f.enabled AND f.deleted_at IS NULL;
+
+-- name: find_flow_by_name
+-- A live, enabled flow of the project by name, with its latest version (call_flow).
+SELECT f.id AS flow_id, f.project_id, f.name, v.id AS version_id, v.version,
+       v.definition -> 'trigger' ->> 'secret' AS secret
+FROM flows f
+JOIN LATERAL (
+    SELECT id, version, definition FROM flow_versions
+    WHERE flow_id = f.id ORDER BY version DESC LIMIT 1
+) v ON true
+WHERE f.project_id = %(project_id)s AND f.name = %(name)s AND f.enabled
+  AND f.deleted_at IS NULL;
+
+-- name: insert_run
+-- A new run, QUEUED, its active-time budget counting from now.
+INSERT INTO flow_runs (
+    project_id, flow_id, flow_version_id, version, trigger, resume_secret,
+    parent_run_id, parent_step_key, deadline_at
+)
+VALUES (
+    %(project_id)s, %(flow_id)s, %(version_id)s, %(version)s, %(trigger)s, %(resume_secret)s,
+    %(parent_run_id)s, %(parent_step_key)s, now() + make_interval(secs => %(timeout_seconds)s)
+)
+RETURNING id;
+
+-- name: start_run
+-- An execution begins: a live run turns RUNNING (resuming its timeout budget) and is loaded
+-- with its flow, finished steps and waitpoints. No row: the run is final (or gone).
+WITH run AS (
+    UPDATE flow_runs
+    SET status = 'RUNNING',
+        started_at = coalesce(started_at, now()),
+        deadline_at = coalesce(
+            deadline_at, now() + make_interval(secs => coalesce(timeout_remaining_seconds, 0))
+        ),
+        timeout_remaining_seconds = NULL,
+        paused_at = NULL,
+        pause_expires_at = NULL
+    WHERE id = %(run_id)s AND status IN ('QUEUED', 'RUNNING', 'PAUSED')
+    RETURNING *
+)
+SELECT run.id, run.project_id, run.flow_id, f.name AS flow_name, run.flow_version_id,
+       run.version, run.trigger, run.resume_secret, run.parent_run_id, run.deadline_at,
+       clock_timestamp() AS db_now,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'key', s.key, 'status', s.status, 'attempts', s.attempts,
+                   'output', s.output, 'error', s.error) ORDER BY s.id), '[]'::jsonb)
+        FROM step_runs s WHERE s.run_id = run.id) AS steps,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'key', w.step_key, 'kind', w.kind, 'state', w.state,
+                   'resume_at', w.resume_at, 'child_run_id', w.child_run_id,
+                   'payload', w.payload)), '[]'::jsonb)
+        FROM waitpoints w WHERE w.run_id = run.id) AS waitpoints
+FROM run
+JOIN flows f ON f.id = run.flow_id;
+
+-- name: get_definition
+-- A flow version's definition (immutable: cached by id).
+SELECT definition FROM flow_versions WHERE id = %(version_id)s;
+
+-- name: run_status
+-- The run's status, as seen by an execution between steps (a cancel or timeout shows here).
+SELECT status FROM flow_runs WHERE id = %(run_id)s;
+
+-- name: lock_run
+-- Lock the run row first in a pause: pause and cancel take run, waitpoint, job in order.
+SELECT status FROM flow_runs WHERE id = %(run_id)s FOR UPDATE;
+
+-- name: upsert_step_runs
+-- Record step results (one row per step instance; a retried step updates its row).
+INSERT INTO step_runs (
+    run_id, key, step_id, type, status, attempts, output, error, stdout, stderr,
+    started_at, finished_at
+)
+SELECT %(run_id)s, s.key, s.step_id, s.type, s.status, s.attempts, s.output, s.error,
+       s.stdout, s.stderr, s.started_at, s.finished_at
+FROM unnest(
+    %(keys)s::text[], %(step_ids)s::text[], %(types)s::text[], %(statuses)s::text[],
+    %(attempts)s::integer[], %(outputs)s::jsonb[], %(errors)s::text[], %(stdouts)s::text[],
+    %(stderrs)s::text[], %(started_ats)s::timestamptz[], %(finished_ats)s::timestamptz[]
+) WITH ORDINALITY AS s (
+    key, step_id, type, status, attempts, output, error, stdout, stderr, started_at,
+    finished_at, ord
+)
+ORDER BY s.ord
+ON CONFLICT (run_id, key) DO UPDATE
+SET status = EXCLUDED.status,
+    attempts = EXCLUDED.attempts,
+    output = EXCLUDED.output,
+    error = EXCLUDED.error,
+    stdout = EXCLUDED.stdout,
+    stderr = EXCLUDED.stderr,
+    started_at = coalesce(step_runs.started_at, EXCLUDED.started_at),
+    finished_at = EXCLUDED.finished_at;
+
+-- name: set_response
+-- A respond step ran: the reply for sync callers (and a parent's call_flow).
+UPDATE flow_runs SET response = %(response)s WHERE id = %(run_id)s AND status = 'RUNNING';
+
+-- name: finish_run
+-- The run ends; only a RUNNING run (a cancel or timeout that came first stands).
+UPDATE flow_runs
+SET status = %(status)s, output = %(output)s, error = %(error)s, finished_at = now(),
+    deadline_at = NULL
+WHERE id = %(run_id)s AND status = 'RUNNING'
+RETURNING id;
+
+-- name: pause_run
+-- The run waits: keep its remaining timeout budget; expire it after the TTL when it waits
+-- on something with no known time.
+UPDATE flow_runs
+SET status = 'PAUSED',
+    paused_at = now(),
+    timeout_remaining_seconds = greatest(0, extract(epoch FROM deadline_at - now())),
+    deadline_at = NULL,
+    pause_expires_at = CASE WHEN %(expires)s
+                            THEN now() + make_interval(secs => %(ttl_seconds)s) END
+WHERE id = %(run_id)s AND status = 'RUNNING'
+RETURNING id;
+
+-- name: ensure_waitpoint
+-- Create the step's waitpoint unless a resume (or an earlier execution) already did.
+INSERT INTO waitpoints (run_id, step_key, kind, resume_at, child_run_id)
+VALUES (
+    %(run_id)s, %(key)s, %(kind)s,
+    CASE WHEN %(resume_in_seconds)s::double precision IS NOT NULL
+         THEN now() + make_interval(secs => %(resume_in_seconds)s) END,
+    %(child_run_id)s
+)
+ON CONFLICT (run_id, step_key) DO NOTHING;
+
+-- name: lock_waitpoint
+-- The step's waitpoint, locked: completing and pausing on it are serialised here.
+SELECT state, resume_at, child_run_id, payload, resume_at <= now() AS due
+FROM waitpoints
+WHERE run_id = %(run_id)s AND step_key = %(key)s
+FOR UPDATE;
+
+-- name: close_waitpoint
+-- The execution has consumed a due delay or timeout: mark it completed.
+UPDATE waitpoints SET state = 'completed', completed_at = now()
+WHERE run_id = %(run_id)s AND step_key = %(key)s AND state = 'pending';
+
+-- name: complete_waitpoint
+-- A resume arrives: complete the waitpoint (creating it if the run has not paused on it
+-- yet). No row: it was completed before (a second resume).
+INSERT INTO waitpoints (run_id, step_key, kind, state, payload, completed_at)
+VALUES (%(run_id)s, %(key)s, %(kind)s, 'completed', %(payload)s, now())
+ON CONFLICT (run_id, step_key) DO UPDATE
+SET state = 'completed', payload = EXCLUDED.payload, completed_at = now()
+WHERE waitpoints.state = 'pending'
+RETURNING step_key;
+
+-- name: continue_run
+-- Schedule the run's execution now (enqueue its job or bring the queued one forward).
+SELECT sluice_continue_run(%(run_id)s);
+
+-- name: clear_response
+-- A resumed run answers its resume caller anew: forget the reply already given.
+UPDATE flow_runs SET response = NULL WHERE id = %(run_id)s;
+
+-- name: resume_target
+-- What a resume request needs to check its token.
+SELECT id, project_id, status, resume_secret FROM flow_runs WHERE id = %(run_id)s;
+
+-- name: run_reply
+-- What a sync caller is waiting for.
+SELECT status, response, output, error FROM flow_runs WHERE id = %(run_id)s;
+
+-- name: cancel_run
+-- Cancel a live run (the trigger clears its queued jobs and waitpoints and its children).
+UPDATE flow_runs
+SET status = 'CANCELED', error = 'canceled by request', finished_at = now(), deadline_at = NULL
+WHERE id = %(run_id)s AND project_id = %(project_id)s AND NOT sluice_run_is_final(status)
+RETURNING id;
+
+-- name: expire_runs
+-- Maintenance: live runs past their timeout, and paused runs past the paused-run TTL.
+WITH due AS (
+    SELECT id, status FROM flow_runs
+    WHERE (status IN ('QUEUED', 'RUNNING') AND deadline_at < now())
+       OR (status = 'PAUSED' AND pause_expires_at < now())
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE flow_runs r
+SET status = 'TIMEOUT',
+    error = CASE WHEN due.status = 'PAUSED'
+                 THEN 'paused longer than SLUICE_PAUSED_RUN_TTL'
+                 ELSE 'ran longer than SLUICE_RUN_TIMEOUT_SECONDS' END,
+    finished_at = now(),
+    deadline_at = NULL
+FROM due
+WHERE r.id = due.id
+RETURNING r.id, due.status AS was;
+
+-- name: retry_run
+-- Re-run a finished, unsuccessful run from its failed step: forget the steps that did not
+-- succeed (and their waitpoints), and queue it again with a fresh timeout budget.
+WITH run AS (
+    SELECT id FROM flow_runs
+    WHERE id = %(run_id)s AND project_id = %(project_id)s
+      AND status IN ('FAILED', 'TIMEOUT', 'CANCELED', 'MEMORY_LIMIT_EXCEEDED',
+                     'LOG_SIZE_EXCEEDED', 'INTERNAL_ERROR')
+    FOR UPDATE
+),
+forgotten AS (
+    DELETE FROM step_runs s USING run
+    WHERE s.run_id = run.id AND s.status <> 'SUCCEEDED'
+    RETURNING s.key
+),
+waits AS (
+    DELETE FROM waitpoints w USING run
+    WHERE w.run_id = run.id AND (w.state = 'pending' OR w.step_key IN (SELECT key FROM forgotten))
+)
+UPDATE flow_runs r
+SET status = 'QUEUED', error = NULL, output = NULL, response = NULL, finished_at = NULL,
+    deadline_at = now() + make_interval(secs => %(timeout_seconds)s),
+    timeout_remaining_seconds = NULL, paused_at = NULL, pause_expires_at = NULL
+FROM run
+WHERE r.id = run.id
+RETURNING r.id;

@@ -1,0 +1,113 @@
+"""Runs over HTTP: list, show, cancel, retry — all within the caller's project (another
+project's runs answer 404)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from app.flows import run_views, runs
+from app.flows.runs import RunStatus
+from app.web import auth
+from app.web.errors import ApiError
+from app.web.webhooks import parse_uuid
+
+_STATUSES = ", ".join(status.value for status in RunStatus)
+
+
+def _query_limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= run_views.MAX_PAGE:
+        raise ApiError(
+            422,
+            "invalid query",
+            problems=[{"path": "limit", "message": f"must be 1 to {run_views.MAX_PAGE}"}],
+        )
+    return int(raw)
+
+
+def _query_status(request: Request) -> str | None:
+    raw = request.query_params.get("status")
+    if raw is None:
+        return None
+    if raw.upper() not in RunStatus.__members__:
+        raise ApiError(
+            422, "invalid query", problems=[{"path": "status", "message": f"one of {_STATUSES}"}]
+        )
+    return raw.upper()
+
+
+async def list_runs(request: Request) -> JSONResponse:
+    project_id = await auth.project_id(request)
+    limit = _query_limit(request)
+    status = _query_status(request)
+    try:
+        async with request.state.pool.connection() as conn:
+            found, following = await run_views.list_runs(
+                conn,
+                project_id,
+                flow=request.query_params.get("flow"),
+                status=status,
+                limit=limit,
+                cursor=request.query_params.get("cursor"),
+            )
+    except run_views.BadCursor as exc:
+        problems = [{"path": "cursor", "message": str(exc)}]
+        raise ApiError(422, "invalid query", problems=problems) from None
+    return JSONResponse({"runs": found, "next_cursor": following})
+
+
+async def _run(request: Request, project_id: int, run_id: UUID) -> dict[str, Any]:
+    async with request.state.pool.connection() as conn:
+        run = await run_views.get_run(conn, project_id, run_id)
+    if run is None:
+        raise ApiError(404, f"no run {run_id}")
+    return run
+
+
+async def show(request: Request) -> JSONResponse:
+    project_id = await auth.project_id(request)
+    run_id = parse_uuid(request.path_params["run_id"], "run")
+    return JSONResponse(await _run(request, project_id, run_id))
+
+
+async def cancel(request: Request) -> JSONResponse:
+    project_id = await auth.project_id(request)
+    run_id = parse_uuid(request.path_params["run_id"], "run")
+    state = request.state
+    async with state.pool.connection() as conn:
+        async with conn.transaction():
+            canceled = await runs.cancel(conn, project_id, run_id)
+        stopped = await run_views.run_tree(conn, run_id) if canceled else []
+    if not canceled:
+        run = await _run(request, project_id, run_id)
+        raise ApiError(409, f"run {run_id} has already ended ({run['status']})")
+    for each in stopped:
+        state.cancel_events.publish(str(each))
+        state.run_events.publish(str(each))
+    return JSONResponse(run_views.summary_only(await _run(request, project_id, run_id)))
+
+
+async def retry(request: Request) -> JSONResponse:
+    project_id = await auth.project_id(request)
+    run_id = parse_uuid(request.path_params["run_id"], "run")
+    state = request.state
+    async with state.pool.connection() as conn, conn.transaction():
+        retried = await runs.retry(
+            conn,
+            state.queue,
+            project_id,
+            run_id,
+            timeout_seconds=state.settings.run_timeout_seconds,
+        )
+    if not retried:
+        run = await _run(request, project_id, run_id)
+        raise ApiError(
+            409, f"run {run_id} is {run['status']}; only a run that failed can be retried"
+        )
+    state.queue.wake()
+    summary = run_views.summary_only(await _run(request, project_id, run_id))
+    return JSONResponse(summary, status_code=202)
