@@ -1,0 +1,142 @@
+"""A whole Sluice in the test's event loop: the HTTP app (uvicorn on an ephemeral port)
+and a worker, on the test's database, plus a client holding a project's API key."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from pydantic import SecretStr
+
+from app.flows.runs import RunStatus
+from app.projects import create_api_key, create_project
+from app.settings import Settings
+from app.web import create_app
+from tests.integration.helpers import connect, eventually
+from worker.runner import Worker
+
+ADMIN = "admin-key-for-flow-tests"
+FINAL = frozenset(status.value for status in RunStatus if status.final)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    base_url: str
+    api_key: str
+    project_id: int
+    client: httpx.AsyncClient
+    """Talks to the app, authenticated as the project."""
+    worker: Worker | None
+
+    async def deploy(self, flow: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.put(f"/api/v1/flows/{flow['name']}", json=flow)
+        assert response.status_code in (200, 201), response.text
+        deployed: dict[str, Any] = response.json()
+        return deployed
+
+    async def trigger(self, flow_id: str, body: Any = None, *, sync: bool = False) -> httpx.Response:
+        path = f"/webhooks/{flow_id}" + ("/sync" if sync else "")
+        return await self.client.post(path, json=body if body is not None else {})
+
+    async def run(self, run_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/api/v1/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()
+        return found
+
+    async def wait_for_status(
+        self, run_id: str, statuses: frozenset[str] | set[str] = FINAL, *, within: float = 30.0
+    ) -> dict[str, Any]:
+        """The run once its status is one of `statuses` (the run lives in the database)."""
+        latest: dict[str, Any] = {}
+
+        async def reached() -> bool:
+            nonlocal latest
+            latest = await self.run(run_id)
+            return latest["status"] in statuses
+
+        await eventually(reached, within=within)
+        return latest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    database_url: str,
+    *,
+    with_worker: bool = True,
+    project: str = "tests",
+    **overrides: Any,
+) -> AsyncIterator[Stack]:
+    port = free_port()
+    values: dict[str, Any] = {
+        "database_url": SecretStr(database_url),
+        "admin_api_key": SecretStr(ADMIN),
+        "host": "127.0.0.1",
+        "port": port,
+        "pool_min_size": 1,
+        "pool_max_size": 8,
+        "worker_concurrency": 4,
+        "poll_interval_seconds": 0.5,
+        "maintenance_interval_seconds": 0.5,
+        "http_allow_private": True,
+        **overrides,
+    }
+    settings = Settings(**values)
+    conn = await connect(database_url)
+    async with conn:
+        record = await create_project(conn, project)
+        _key, api_key = await create_api_key(conn, record.id, "tests")
+    server = _Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+        )
+    )
+    stop = asyncio.Event()
+    worker = Worker(settings) if with_worker else None
+    tasks = [asyncio.create_task(server.serve(), name="app")]
+    if worker is not None:
+        tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        await eventually(lambda: _started(server), within=20)
+        if worker is not None:
+            await asyncio.wait_for(worker.started.wait(), 20)
+        async with httpx.AsyncClient(
+            base_url=base_url,
+            headers={"authorization": f"Bearer {api_key}"},
+            timeout=60,
+        ) as client:
+            yield Stack(settings, base_url, api_key, record.id, client, worker)
+    finally:
+        stop.set()
+        server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _started(server: uvicorn.Server) -> bool:
+    return server.started
