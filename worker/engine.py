@@ -29,7 +29,7 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -86,6 +86,8 @@ class EngineServices:
     http: HttpClient
     run_events: Publisher
     cancels: Watchers
+    settled: Callable[[int], None] = lambda _job_id: None
+    """Told the job's id once the engine has deleted the job (it must not be renewed)."""
 
 
 class StepFailure(Exception):
@@ -561,11 +563,19 @@ class _Execution:
         if not self.pending and self.response is None:
             return
         responded = self.response is not None
-        async with self._transaction() as conn:
-            if await self.services.queue.heartbeat(conn, self.services.owner, [self.job.lease]):
-                raise LeaseLost(self.job)
-            await self._write_pending(conn)
-            status = await runs.status(conn, self.run_id)
+        async with self.services.pool.connection() as conn:
+            held, status = await runs.save_progress(
+                conn,
+                self.job.lease,
+                self.services.owner,
+                lease_seconds=self.services.queue.lease_seconds,
+                run_id=self.run_id,
+                records=list(self.pending.values()),
+                response=self.response,
+                set_response=responded,
+            )
+        if not held:
+            raise LeaseLost(self.job)
         self._committed()
         if responded:
             self.services.run_events.publish(str(self.run_id))
@@ -579,22 +589,35 @@ class _Execution:
     async def _finish(
         self, status: RunStatus, *, output: Any = None, error: str | None = None
     ) -> None:
-        async with self._transaction() as conn:
-            await self._write_pending(conn)
-            if await self.services.queue.complete(conn, self.services.owner, [self.job.lease]):
-                raise LeaseLost(self.job)
-            await runs.finish_run(conn, self.run_id, status, output=output, error=error)
+        async with self.services.pool.connection() as conn:
+            held = await runs.finish_execution(
+                conn,
+                self.job.lease,
+                self.services.owner,
+                run_id=self.run_id,
+                status=status,
+                output=output,
+                error=error,
+                records=list(self.pending.values()),
+                response=self.response,
+                set_response=self.response is not None,
+            )
+        if not held:
+            raise LeaseLost(self.job)
+        self.services.settled(self.job.id)
         self._committed()
         metrics.RUNS_FINISHED.inc(status=str(status))
         self.services.run_events.publish(str(self.run_id))
-        # A parent waiting on this run was scheduled by the same commit.
-        self.services.queue.wake()
+        if self.loaded.parent_run_id is not None:
+            # A parent waiting on this run was scheduled by the same commit.
+            self.services.queue.wake()
 
     async def _settle_job(self, conn: AsyncConnection[Any]) -> None:
         """Delete this execution's job; schedule the run again if it is live (retried)."""
         async with conn.transaction():
             await self.services.queue.complete(conn, self.services.owner, [self.job.lease])
             await runs.continue_run(conn, self.run_id)
+        self.services.settled(self.job.id)
 
     async def _stop_ended_elsewhere(self) -> None:
         async with self.services.pool.connection() as conn:
@@ -611,6 +634,7 @@ class _Execution:
             await self.services.queue.enqueue(
                 conn, runs.execute_job(self.run_id, self.loaded.project_id, run_at=run_at)
             )
+        self.services.settled(self.job.id)
         self._committed()
         raise _Stopped
 
@@ -656,7 +680,10 @@ class _Execution:
                     )
                     await self._write_pending(conn)
         if ended:
+            self.services.settled(self.job.id)
             raise _Stopped
+        if step.wait:
+            self.services.settled(self.job.id)
         self._committed()
         self.services.queue.wake()
         if step.wait:
@@ -698,6 +725,8 @@ class _Execution:
                 else:
                     await self._pause_locked(conn, step, key, locked.resume_at)
                     outcome = "paused"
+        if outcome in ("ended", "paused"):
+            self.services.settled(self.job.id)
         if outcome == "ended":
             raise _Stopped
         self._committed()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pydantic
@@ -81,6 +81,8 @@ class WorkerServices:
     owner: str
     run_events: Publisher
     cancels: Watchers
+    settled: Callable[[int], None]
+    """Called with a job's id once a handler deleted the job (its outcome is written)."""
 
 
 @contextlib.asynccontextmanager
@@ -109,6 +111,7 @@ async def default_handlers(
                     http=http,
                     run_events=services.run_events,
                     cancels=services.cancels,
+                    settled=services.settled,
                 )
             )
             handlers[EXECUTE_RUN] = engine

@@ -127,7 +127,9 @@ class Worker:
             # Built-in handlers own sandboxes: they close after every job has stopped (and
             # before the pool).
             if self._handlers is None:
-                services = WorkerServices(pool, queue, self.id, run_events, cancels)
+                services = WorkerServices(
+                    pool, queue, self.id, run_events, cancels, self._mark_settled
+                )
                 handlers = await resources.enter_async_context(default_handlers(settings, services))
                 self.executor = Executor(handlers)
             completer = Completer(pool, queue, self.id)
@@ -276,6 +278,12 @@ class Worker:
         else:
             self.stats.retried += 1
 
+    def _mark_settled(self, job_id: int) -> None:
+        """A handler deleted its job itself: stop renewing the lease, never cancel it."""
+        entry = self._inflight.get(job_id)
+        if entry is not None:
+            entry.settled = True
+
     def _remember(self, job_id: int, outcome: Outcome) -> None:
         outcomes = self.stats.outcomes
         outcomes[job_id] = outcome
@@ -288,7 +296,7 @@ class Worker:
         """Renew every in-flight lease in one statement per tick, and the registry entry."""
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_seconds)
-            held = [entry.job.lease for entry in self._inflight.values()]
+            held = [entry.job.lease for entry in self._inflight.values() if not entry.settled]
             try:
                 async with pool.connection() as conn:
                     lost = await queue.heartbeat(conn, self.id, held)

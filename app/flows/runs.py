@@ -19,6 +19,7 @@ Invariants kept here and in migration 0005:
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +32,7 @@ from psycopg.types.json import Jsonb
 
 from app import queries
 from app.flows import resume
-from app.jobs import NewJob, Queue
+from app.jobs import Lease, NewJob, Queue
 
 _SQL = queries.load("runs")
 
@@ -109,6 +110,31 @@ async def find_flow_by_name(
     return None if row is None else FlowTarget(*row)
 
 
+async def start_webhook_run(
+    conn: AsyncConnection[Any],
+    run_id: UUID,
+    flow_id: UUID,
+    trigger: dict[str, Any],
+    *,
+    timeout_seconds: float,
+    max_attempts: int,
+) -> bool:
+    """Create run `run_id` and its job in one statement for a live flow that needs no
+    signature; False otherwise (look the flow up to tell why). `queue.wake()` after."""
+    cur = await conn.execute(
+        _SQL["start_webhook_run"],
+        {
+            "run_id": run_id,
+            "flow_id": flow_id,
+            "trigger": Jsonb(trigger),
+            "resume_secret": resume.new_secret(),
+            "timeout_seconds": timeout_seconds,
+            "max_attempts": max_attempts,
+        },
+    )
+    return await cur.fetchone() is not None
+
+
 async def create_run(
     conn: AsyncConnection[Any],
     queue: Queue,
@@ -118,11 +144,13 @@ async def create_run(
     timeout_seconds: float,
     parent_run_id: UUID | None = None,
     parent_step_key: str | None = None,
+    run_id: UUID | None = None,
 ) -> UUID:
     """Insert a QUEUED run and its job; call inside a transaction, `queue.wake()` after."""
     cur = await conn.execute(
         _SQL["insert_run"],
         {
+            "run_id": run_id or uuid.uuid4(),
             "project_id": target.project_id,
             "flow_id": target.flow_id,
             "version_id": target.version_id,
@@ -250,28 +278,93 @@ async def status(conn: AsyncConnection[Any], run_id: UUID, *, lock: bool = False
     return RunStatus.CANCELED if row is None else RunStatus(row[0])
 
 
+def _steps_params(records: Sequence[StepRecord]) -> dict[str, Any]:
+    return {
+        "keys": [r.key for r in records],
+        "step_ids": [r.step_id for r in records],
+        "types": [r.type for r in records],
+        "statuses": [str(r.status) for r in records],
+        "attempts": [r.attempts for r in records],
+        "outputs": [Jsonb(r.output) for r in records],
+        "errors": [r.error for r in records],
+        "stdouts": [r.stdout for r in records],
+        "stderrs": [r.stderr for r in records],
+        "started_ats": [r.started_at for r in records],
+        "finished_ats": [r.finished_at for r in records],
+    }
+
+
 async def record_steps(
     conn: AsyncConnection[Any], run_id: UUID, records: Sequence[StepRecord]
 ) -> None:
     if not records:
         return
-    await conn.execute(
-        _SQL["upsert_step_runs"],
+    await conn.execute(_SQL["upsert_step_runs"], {"run_id": run_id, **_steps_params(records)})
+
+
+def _lease_params(lease: Lease, owner: str) -> dict[str, Any]:
+    return {"job_id": lease.job_id, "attempt": lease.attempt, "owner": owner}
+
+
+async def save_progress(
+    conn: AsyncConnection[Any],
+    lease: Lease,
+    owner: str,
+    *,
+    lease_seconds: float,
+    run_id: UUID,
+    records: Sequence[StepRecord],
+    response: Any = None,
+    set_response: bool = False,
+) -> tuple[bool, RunStatus]:
+    """Renew the lease and, if it held, record results (one statement). Returns whether the
+    lease held and the run's status."""
+    cur = await conn.execute(
+        _SQL["save_progress"],
         {
+            **_lease_params(lease, owner),
+            "lease_seconds": lease_seconds,
             "run_id": run_id,
-            "keys": [r.key for r in records],
-            "step_ids": [r.step_id for r in records],
-            "types": [r.type for r in records],
-            "statuses": [str(r.status) for r in records],
-            "attempts": [r.attempts for r in records],
-            "outputs": [Jsonb(r.output) for r in records],
-            "errors": [r.error for r in records],
-            "stdouts": [r.stdout for r in records],
-            "stderrs": [r.stderr for r in records],
-            "started_ats": [r.started_at for r in records],
-            "finished_ats": [r.finished_at for r in records],
+            **_steps_params(records),
+            "response": Jsonb(response),
+            "set_response": set_response,
         },
     )
+    row = await cur.fetchone()
+    assert row is not None
+    return bool(row[0]), RunStatus.CANCELED if row[1] is None else RunStatus(row[1])
+
+
+async def finish_execution(
+    conn: AsyncConnection[Any],
+    lease: Lease,
+    owner: str,
+    *,
+    run_id: UUID,
+    status: RunStatus,
+    output: Any,
+    error: str | None,
+    records: Sequence[StepRecord],
+    response: Any = None,
+    set_response: bool = False,
+) -> bool:
+    """Delete the job, record the last results and end the run, in one statement; False
+    (and nothing written) when the lease was lost."""
+    cur = await conn.execute(
+        _SQL["finish_execution"],
+        {
+            **_lease_params(lease, owner),
+            "run_id": run_id,
+            "status": str(status),
+            "output": Jsonb(output),
+            "error": error,
+            **_steps_params(records),
+            "response": Jsonb(response),
+            "set_response": set_response,
+        },
+    )
+    row = await cur.fetchone()
+    return row is not None and bool(row[0])
 
 
 async def set_response(conn: AsyncConnection[Any], run_id: UUID, response: Any) -> None:

@@ -21,14 +21,45 @@ JOIN LATERAL (
 WHERE f.project_id = %(project_id)s AND f.name = %(name)s AND f.enabled
   AND f.deleted_at IS NULL;
 
+-- name: start_webhook_run
+-- A webhook's run and its job, in one statement, when the flow is live and enabled and
+-- needs no signature. No row: unknown, disabled, or signed (then find_webhook_flow).
+WITH flow AS (
+    SELECT f.id AS flow_id, f.project_id, v.id AS version_id, v.version
+    FROM flows f
+    JOIN LATERAL (
+        SELECT id, version, definition FROM flow_versions
+        WHERE flow_id = f.id ORDER BY version DESC LIMIT 1
+    ) v ON true
+    WHERE f.id = %(flow_id)s AND f.enabled AND f.deleted_at IS NULL
+      AND v.definition -> 'trigger' ->> 'secret' IS NULL
+),
+run AS (
+    INSERT INTO flow_runs (
+        id, project_id, flow_id, flow_version_id, version, trigger, resume_secret, deadline_at
+    )
+    SELECT %(run_id)s, project_id, flow_id, version_id, version, %(trigger)s, %(resume_secret)s,
+           now() + make_interval(secs => %(timeout_seconds)s)
+    FROM flow
+    RETURNING id, project_id
+),
+job AS (
+    -- The run's execute_run job, as app.flows.runs.execute_job builds it.
+    INSERT INTO jobs (kind, project_id, run_id, payload, max_attempts, idempotency_key)
+    SELECT 'execute_run', project_id, id, jsonb_build_object('run_id', id),
+           %(max_attempts)s, 'run:' || id
+    FROM run
+)
+SELECT id FROM run;
+
 -- name: insert_run
 -- A new run, QUEUED, its active-time budget counting from now.
 INSERT INTO flow_runs (
-    project_id, flow_id, flow_version_id, version, trigger, resume_secret,
+    id, project_id, flow_id, flow_version_id, version, trigger, resume_secret,
     parent_run_id, parent_step_key, deadline_at
 )
 VALUES (
-    %(project_id)s, %(flow_id)s, %(version_id)s, %(version)s, %(trigger)s, %(resume_secret)s,
+    %(run_id)s, %(project_id)s, %(flow_id)s, %(version_id)s, %(version)s, %(trigger)s, %(resume_secret)s,
     %(parent_run_id)s, %(parent_step_key)s, now() + make_interval(secs => %(timeout_seconds)s)
 )
 RETURNING id;
@@ -102,6 +133,86 @@ SET status = EXCLUDED.status,
     stderr = EXCLUDED.stderr,
     started_at = coalesce(step_runs.started_at, EXCLUDED.started_at),
     finished_at = EXCLUDED.finished_at;
+
+-- name: save_progress
+-- Between steps: renew the job's lease and, only if it is still ours, record step results
+-- and the reply. Returns whether the lease held and the run's status (a cancel shows here).
+-- The lease predicate is the queue's fence (app/sql/jobs.sql), in the same statement.
+WITH held AS (
+    UPDATE jobs
+    SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+    WHERE id = %(job_id)s AND attempt = %(attempt)s AND lease_owner = %(owner)s
+      AND state = 'running'
+    RETURNING id
+),
+steps AS (
+    INSERT INTO step_runs (
+        run_id, key, step_id, type, status, attempts, output, error, stdout, stderr,
+        started_at, finished_at
+    )
+    SELECT %(run_id)s, s.key, s.step_id, s.type, s.status, s.attempts, s.output, s.error,
+           s.stdout, s.stderr, s.started_at, s.finished_at
+    FROM held, unnest(
+        %(keys)s::text[], %(step_ids)s::text[], %(types)s::text[], %(statuses)s::text[],
+        %(attempts)s::integer[], %(outputs)s::jsonb[], %(errors)s::text[], %(stdouts)s::text[],
+        %(stderrs)s::text[], %(started_ats)s::timestamptz[], %(finished_ats)s::timestamptz[]
+    ) AS s (
+        key, step_id, type, status, attempts, output, error, stdout, stderr, started_at,
+        finished_at
+    )
+    ON CONFLICT (run_id, key) DO UPDATE
+    SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, output = EXCLUDED.output,
+        error = EXCLUDED.error, stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr,
+        started_at = coalesce(step_runs.started_at, EXCLUDED.started_at),
+        finished_at = EXCLUDED.finished_at
+),
+replied AS (
+    UPDATE flow_runs r SET response = %(response)s
+    FROM held
+    WHERE r.id = %(run_id)s AND r.status = 'RUNNING' AND %(set_response)s
+)
+SELECT EXISTS (SELECT FROM held) AS held,
+       (SELECT status FROM flow_runs WHERE id = %(run_id)s) AS status;
+
+-- name: finish_execution
+-- The run's last step is done: delete its job (only if the lease is still ours), record
+-- the last results and the reply, and end the run if it is still RUNNING — one statement.
+WITH held AS (
+    DELETE FROM jobs
+    WHERE id = %(job_id)s AND attempt = %(attempt)s AND lease_owner = %(owner)s
+      AND state = 'running'
+    RETURNING id
+),
+steps AS (
+    INSERT INTO step_runs (
+        run_id, key, step_id, type, status, attempts, output, error, stdout, stderr,
+        started_at, finished_at
+    )
+    SELECT %(run_id)s, s.key, s.step_id, s.type, s.status, s.attempts, s.output, s.error,
+           s.stdout, s.stderr, s.started_at, s.finished_at
+    FROM held, unnest(
+        %(keys)s::text[], %(step_ids)s::text[], %(types)s::text[], %(statuses)s::text[],
+        %(attempts)s::integer[], %(outputs)s::jsonb[], %(errors)s::text[], %(stdouts)s::text[],
+        %(stderrs)s::text[], %(started_ats)s::timestamptz[], %(finished_ats)s::timestamptz[]
+    ) AS s (
+        key, step_id, type, status, attempts, output, error, stdout, stderr, started_at,
+        finished_at
+    )
+    ON CONFLICT (run_id, key) DO UPDATE
+    SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, output = EXCLUDED.output,
+        error = EXCLUDED.error, stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr,
+        started_at = coalesce(step_runs.started_at, EXCLUDED.started_at),
+        finished_at = EXCLUDED.finished_at
+),
+ended AS (
+    UPDATE flow_runs r
+    SET status = %(status)s, output = %(output)s, error = %(error)s, finished_at = now(),
+        deadline_at = NULL,
+        response = CASE WHEN %(set_response)s THEN %(response)s ELSE r.response END
+    FROM held
+    WHERE r.id = %(run_id)s AND r.status = 'RUNNING'
+)
+SELECT EXISTS (SELECT FROM held) AS held;
 
 -- name: set_response
 -- A respond step ran: the reply for sync callers (and a parent's call_flow).

@@ -18,6 +18,7 @@ import hmac
 import json
 import random
 import time
+import uuid
 from typing import Any
 from uuid import UUID
 
@@ -89,25 +90,62 @@ async def _webhook(request: Request, *, sync: bool) -> Response:
     state = request.state
     settings = state.settings
     flow_id = parse_uuid(request.path_params["flow_id"], "flow")
-    async with state.pool.connection() as conn:
-        target = await runs.find_webhook_flow(conn, flow_id)
-    if target is None:
-        raise ApiError(404, f"no enabled flow {flow_id}")
     raw = await read_limited(request, settings.max_body_bytes)
-    if target.secret is not None:
-        _check_signature(target.secret, raw, request.headers.get(SIGNATURE_HEADER))
     trigger = _trigger(request, raw)
-    async with state.pool.connection() as conn, conn.transaction():
-        run_id = await runs.create_run(
-            conn, state.queue, target, trigger, timeout_seconds=settings.run_timeout_seconds
-        )
-    state.queue.wake()
-    if not sync:
-        response: Response = _accepted(run_id)
-    else:
-        response = await _reply(request, run_id)
+    run_id = uuid.uuid4()
+    # Watched before the run exists, its reply cannot be missed: no first read is needed.
+    with state.run_watchers.watch(str(run_id)) as replied:
+        async with state.pool.connection() as conn:
+            started = await runs.start_webhook_run(
+                conn,
+                run_id,
+                flow_id,
+                trigger,
+                timeout_seconds=settings.run_timeout_seconds,
+                max_attempts=settings.job_max_attempts,
+            )
+            if not started:
+                await _start_signed_run(request, conn, run_id, flow_id, raw, trigger)
+        state.queue.wake()
+        if not sync:
+            response: Response = _accepted(run_id)
+        else:
+            reply = await wait_for_reply(
+                state,
+                run_id,
+                settings.sync_timeout_seconds,
+                settings.poll_interval_seconds,
+                watching=replied,
+            )
+            response = _accepted(run_id) if reply is None else reply_response(run_id, reply)
     metrics.WEBHOOKS.inc(mode="sync" if sync else "async", code=str(response.status_code))
     return response
+
+
+async def _start_signed_run(
+    request: Request,
+    conn: Any,
+    run_id: UUID,
+    flow_id: UUID,
+    raw: bytes,
+    trigger: dict[str, Any],
+) -> None:
+    """The slow path: the flow is unknown, disabled, or wants a signed body."""
+    state = request.state
+    target = await runs.find_webhook_flow(conn, flow_id)
+    if target is None:
+        raise ApiError(404, f"no enabled flow {flow_id}")
+    if target.secret is not None:
+        _check_signature(target.secret, raw, request.headers.get(SIGNATURE_HEADER))
+    async with conn.transaction():
+        await runs.create_run(
+            conn,
+            state.queue,
+            target,
+            trigger,
+            timeout_seconds=state.settings.run_timeout_seconds,
+            run_id=run_id,
+        )
 
 
 async def resume_run(request: Request) -> Response:
@@ -133,15 +171,24 @@ async def _resume(request: Request, *, sync: bool) -> Response:
     payload = decode_body(raw, request.headers.get("content-type"))
     if target.status.final:
         raise ApiError(409, f"the run has ended ({target.status}); nothing to resume")
-    async with state.pool.connection() as conn, conn.transaction():
-        resumed = await runs.complete_waitpoint(conn, run_id, key, "webhook", payload)
-        if resumed and sync:
-            await runs.clear_response(conn, run_id)
-    if not resumed:
-        raise ApiError(409, f"step '{key}' was resumed already (or timed out)")
-    state.queue.wake()
-    if sync:
-        return await _reply(request, run_id)
+    with state.run_watchers.watch(str(run_id)) as replied:
+        async with state.pool.connection() as conn, conn.transaction():
+            resumed = await runs.complete_waitpoint(conn, run_id, key, "webhook", payload)
+            if resumed and sync:
+                await runs.clear_response(conn, run_id)
+        if not resumed:
+            raise ApiError(409, f"step '{key}' was resumed already (or timed out)")
+        state.queue.wake()
+        if sync:
+            settings = state.settings
+            reply = await wait_for_reply(
+                state,
+                run_id,
+                settings.sync_timeout_seconds,
+                settings.poll_interval_seconds,
+                watching=replied,
+            )
+            return _accepted(run_id) if reply is None else reply_response(run_id, reply)
     return JSONResponse(
         {"run_id": str(run_id), "step": key, "status": "resumed"},
         status_code=202,
@@ -155,35 +202,49 @@ def _accepted(run_id: UUID) -> JSONResponse:
     )
 
 
-async def _reply(request: Request, run_id: UUID) -> Response:
-    state = request.state
-    settings = state.settings
-    reply = await wait_for_reply(
-        state, run_id, settings.sync_timeout_seconds, settings.poll_interval_seconds
-    )
-    if reply is None:
-        return _accepted(run_id)
-    return reply_response(run_id, reply)
-
-
 async def wait_for_reply(
-    state: Any, run_id: UUID, within_seconds: float, poll_seconds: float
+    state: Any,
+    run_id: UUID,
+    within_seconds: float,
+    poll_seconds: float,
+    *,
+    watching: asyncio.Event | None = None,
 ) -> runs.Reply | None:
-    """The run's reply (its response, or its end); None when `within_seconds` pass first."""
+    """The run's reply (its response, or its end); None when `within_seconds` pass first.
+
+    `watching` is the run's watcher event when the caller registered it before the run
+    could reply (then the first read is skipped); otherwise one is registered here.
+    """
+    if watching is None:
+        with state.run_watchers.watch(str(run_id)) as event:
+            return await _await_reply(state, run_id, event, within_seconds, poll_seconds, True)
+    return await _await_reply(state, run_id, watching, within_seconds, poll_seconds, False)
+
+
+async def _await_reply(
+    state: Any,
+    run_id: UUID,
+    event: asyncio.Event,
+    within_seconds: float,
+    poll_seconds: float,
+    read_first: bool,
+) -> runs.Reply | None:
     deadline = time.monotonic() + within_seconds
-    with state.run_watchers.watch(str(run_id)) as event:
-        while True:
-            event.clear()
+    read = read_first
+    while True:
+        if read:
+            event.clear()  # listen first, then read: an event from now on is not lost
             async with state.pool.connection() as conn:
                 reply = await runs.reply(conn, run_id)
             if reply is None or reply.response is not None or reply.status.final:
                 return reply
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            wait = min(remaining, poll_seconds * random.uniform(0.8, 1.2))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), wait)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        wait = min(remaining, poll_seconds * random.uniform(0.8, 1.2))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), wait)
+        read = True
 
 
 def reply_response(run_id: UUID, reply: runs.Reply) -> Response:

@@ -1,0 +1,93 @@
+"""`sluice serve` and `sluice migrate`: the commands that run the server and its schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+
+import psycopg
+
+from app import bootstrap, db, schema
+from app.embedded import EmbeddedDatabaseError
+from app.settings import ContainerType, Settings, SettingsError, load_settings
+from migrations import runner
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    if getattr(args, "role", None):
+        overrides["container_type"] = ContainerType(args.role.upper())
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # The embedded server's wrapper narrates every pg_ctl call at INFO.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="platformdirs")
+    try:
+        settings = db.with_database_url(settings)
+        if args.command == "migrate":
+            return _migrate(settings, check=args.check)
+        return _serve(settings)
+    except EmbeddedDatabaseError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 1
+    except (psycopg.OperationalError, runner.DatabaseUnreachable) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"sluice: cannot reach the database: {reason}", file=sys.stderr)
+        return 1
+
+
+def _migrate(settings: Settings, *, check: bool) -> int:
+    url = db.database_url(settings)
+    if check:
+        status = asyncio.run(_status(url))
+        if status.at_head:
+            print(f"schema at head ({status.head})")
+            return 0
+        print(f"schema at {status.current or 'nothing'}; head is {status.head}", file=sys.stderr)
+        return 1
+    schema.upgrade(url)
+    print(f"schema at head ({schema.head_revision()})")
+    return 0
+
+
+async def _status(url: str) -> schema.SchemaStatus:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        return await schema.status(conn)
+
+
+def _serve(settings: Settings) -> int:
+    from app.serve import serve
+
+    url = db.database_url(settings)
+    if settings.migrate_on_start:
+        schema.upgrade(url)
+    if settings.admin_api_key is None and settings.container_type.runs_app:
+        asyncio.run(bootstrap.ensure_first_project(url))
+    with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+        runner.run(serve(settings))
+    return 0
+
+
+def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (it is a dependency on Linux and macOS), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
