@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.bench import _database, _report, queue, sandbox, worker
+from ops.bench import _database, _report, flow, queue, sandbox, worker
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,13 @@ class Benchmark:
 
 
 BENCHMARKS = {
+    "flow": Benchmark(
+        help="sync webhook → code → respond through real sluice processes, driven by hey",
+        add_arguments=flow.add_arguments,
+        run=lambda url, args: flow.run(url, flow.options_from(args)),
+        rows=flow.rows,
+        title=lambda result: flow.title(result["parameters"]),
+    ),
     "queue": Benchmark(
         help="enqueue and drain rates, idle enqueue→claim latency, PgQueuer comparison",
         add_arguments=queue.add_arguments,
