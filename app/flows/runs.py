@@ -279,18 +279,27 @@ async def status(conn: AsyncConnection[Any], run_id: UUID, *, lock: bool = False
 
 
 def _steps_params(records: Sequence[StepRecord]) -> dict[str, Any]:
+    """Step records as one JSON array (``jsonb_to_recordset`` in the SQL): one parameter
+    instead of an array per column."""
     return {
-        "keys": [r.key for r in records],
-        "step_ids": [r.step_id for r in records],
-        "types": [r.type for r in records],
-        "statuses": [str(r.status) for r in records],
-        "attempts": [r.attempts for r in records],
-        "outputs": [Jsonb(r.output) for r in records],
-        "errors": [r.error for r in records],
-        "stdouts": [r.stdout for r in records],
-        "stderrs": [r.stderr for r in records],
-        "started_ats": [r.started_at for r in records],
-        "finished_ats": [r.finished_at for r in records],
+        "steps": Jsonb(
+            [
+                {
+                    "key": r.key,
+                    "step_id": r.step_id,
+                    "type": r.type,
+                    "status": str(r.status),
+                    "attempts": r.attempts,
+                    "output": r.output,
+                    "error": r.error,
+                    "stdout": r.stdout,
+                    "stderr": r.stderr,
+                    "started_at": r.started_at.isoformat() if r.started_at else None,
+                    "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                }
+                for r in records
+            ]
+        )
     }
 
 

@@ -115,15 +115,10 @@ INSERT INTO step_runs (
 )
 SELECT %(run_id)s, s.key, s.step_id, s.type, s.status, s.attempts, s.output, s.error,
        s.stdout, s.stderr, s.started_at, s.finished_at
-FROM unnest(
-    %(keys)s::text[], %(step_ids)s::text[], %(types)s::text[], %(statuses)s::text[],
-    %(attempts)s::integer[], %(outputs)s::jsonb[], %(errors)s::text[], %(stdouts)s::text[],
-    %(stderrs)s::text[], %(started_ats)s::timestamptz[], %(finished_ats)s::timestamptz[]
-) WITH ORDINALITY AS s (
-    key, step_id, type, status, attempts, output, error, stdout, stderr, started_at,
-    finished_at, ord
+FROM jsonb_to_recordset(%(steps)s::jsonb) AS s (
+    key text, step_id text, type text, status text, attempts integer, output jsonb,
+    error text, stdout text, stderr text, started_at timestamptz, finished_at timestamptz
 )
-ORDER BY s.ord
 ON CONFLICT (run_id, key) DO UPDATE
 SET status = EXCLUDED.status,
     attempts = EXCLUDED.attempts,
@@ -152,13 +147,9 @@ steps AS (
     )
     SELECT %(run_id)s, s.key, s.step_id, s.type, s.status, s.attempts, s.output, s.error,
            s.stdout, s.stderr, s.started_at, s.finished_at
-    FROM held, unnest(
-        %(keys)s::text[], %(step_ids)s::text[], %(types)s::text[], %(statuses)s::text[],
-        %(attempts)s::integer[], %(outputs)s::jsonb[], %(errors)s::text[], %(stdouts)s::text[],
-        %(stderrs)s::text[], %(started_ats)s::timestamptz[], %(finished_ats)s::timestamptz[]
-    ) AS s (
-        key, step_id, type, status, attempts, output, error, stdout, stderr, started_at,
-        finished_at
+    FROM held, jsonb_to_recordset(%(steps)s::jsonb) AS s (
+        key text, step_id text, type text, status text, attempts integer, output jsonb,
+        error text, stdout text, stderr text, started_at timestamptz, finished_at timestamptz
     )
     ON CONFLICT (run_id, key) DO UPDATE
     SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, output = EXCLUDED.output,
@@ -190,13 +181,9 @@ steps AS (
     )
     SELECT %(run_id)s, s.key, s.step_id, s.type, s.status, s.attempts, s.output, s.error,
            s.stdout, s.stderr, s.started_at, s.finished_at
-    FROM held, unnest(
-        %(keys)s::text[], %(step_ids)s::text[], %(types)s::text[], %(statuses)s::text[],
-        %(attempts)s::integer[], %(outputs)s::jsonb[], %(errors)s::text[], %(stdouts)s::text[],
-        %(stderrs)s::text[], %(started_ats)s::timestamptz[], %(finished_ats)s::timestamptz[]
-    ) AS s (
-        key, step_id, type, status, attempts, output, error, stdout, stderr, started_at,
-        finished_at
+    FROM held, jsonb_to_recordset(%(steps)s::jsonb) AS s (
+        key text, step_id text, type text, status text, attempts integer, output jsonb,
+        error text, stdout text, stderr text, started_at timestamptz, finished_at timestamptz
     )
     ON CONFLICT (run_id, key) DO UPDATE
     SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, output = EXCLUDED.output,
