@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from app.settings import Settings
+from app.signals import Watchers
 from app.web import create_app
 from worker.executor import Handler
 from worker.runner import Worker
@@ -38,9 +39,11 @@ async def serve(settings: Settings, handlers: Mapping[str, Handler] | None = Non
     """
     stop = asyncio.Event()
     server: _Server | None = None
+    # Shared by the app and the worker of one process: replies skip the database round trip.
+    run_watchers = Watchers()
     if settings.container_type.runs_app:
         config = uvicorn.Config(
-            create_app(settings),
+            create_app(settings, run_watchers=run_watchers),
             host=settings.host,
             port=settings.port,
             log_config=None,
@@ -70,7 +73,7 @@ async def serve(settings: Settings, handlers: Mapping[str, Handler] | None = Non
     if server is not None:
         roles.append(server.serve())
     if settings.container_type.runs_worker:
-        roles.append(Worker(settings, handlers).run(stop))
+        roles.append(Worker(settings, handlers, run_watchers=run_watchers).run(stop))
     tasks = [asyncio.create_task(role) for role in roles]
     try:
         done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

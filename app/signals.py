@@ -198,17 +198,34 @@ class Publisher:
                 await self._task
 
 
+class Watch(asyncio.Event):
+    """An event for one key; `value` is what an in-process `deliver()` handed over, if any."""
+
+    value: Any = None
+
+
 class Watchers:
     """Per-key events fed by a comma-separated payload channel (run ids, say).
 
     `watch(key)` returns an event set whenever a notification names the key, and (with
     `wake_on_reconnect`, for waiters that re-check the database) after a listener reconnect,
-    when anything may have happened.
+    when anything may have happened. `deliver(key, value)` is the in-process shortcut: a
+    producer in the same process hands over what it committed, sparing the waiter a read.
     """
 
     def __init__(self, *, wake_on_reconnect: bool = True) -> None:
-        self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._events: dict[str, set[Watch]] = defaultdict(set)
         self._wake_on_reconnect = wake_on_reconnect
+
+    def deliver(self, key: str, value: Any) -> bool:
+        """Wake the watchers of `key` with `value`; False when nobody here watches it."""
+        watches = self._events.get(key)
+        if not watches:
+            return False
+        for watch in watches:
+            watch.value = value
+            watch.set()
+        return True
 
     def on_notify(self, payload: str | None) -> None:
         if payload is None:
@@ -223,8 +240,8 @@ class Watchers:
                 event.set()
 
     @contextlib.contextmanager
-    def watch(self, key: str) -> Iterator[asyncio.Event]:
-        event = asyncio.Event()
+    def watch(self, key: str) -> Iterator[Watch]:
+        event = Watch()
         self._events[key].add(event)
         try:
             yield event

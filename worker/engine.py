@@ -88,6 +88,9 @@ class EngineServices:
     cancels: Watchers
     settled: Callable[[int], None] = lambda _job_id: None
     """Told the job's id once the engine has deleted the job (it must not be renewed)."""
+    local_replies: Watchers = dataclasses.field(default_factory=Watchers)
+    """Sync callers waiting in this process (WORKER_AND_APP): replies handed over directly
+    after the commit, besides the NOTIFY for other processes."""
 
 
 class StepFailure(Exception):
@@ -576,6 +579,9 @@ class _Execution:
             )
         if not held:
             raise LeaseLost(self.job)
+        if responded and status is RunStatus.RUNNING:
+            reply = runs.Reply(status, self.response, None, None)
+            self.services.local_replies.deliver(str(self.run_id), reply)
         self._committed()
         if responded:
             self.services.run_events.publish(str(self.run_id))
@@ -590,21 +596,24 @@ class _Execution:
         self, status: RunStatus, *, output: Any = None, error: str | None = None
     ) -> None:
         async with self.services.pool.connection() as conn:
-            held = await runs.finish_execution(
-                conn,
-                self.job.lease,
-                self.services.owner,
-                run_id=self.run_id,
-                status=status,
-                output=output,
-                error=error,
-                records=list(self.pending.values()),
-                response=self.response,
-                set_response=self.response is not None,
-            )
-        if not held:
-            raise LeaseLost(self.job)
+            try:
+                reply = await runs.finish_execution(
+                    conn,
+                    self.job.lease,
+                    self.services.owner,
+                    run_id=self.run_id,
+                    status=status,
+                    output=output,
+                    error=error,
+                    records=list(self.pending.values()),
+                    response=self.response,
+                    set_response=self.response is not None,
+                )
+            except runs.LeaseLostError:
+                raise LeaseLost(self.job) from None
         self.services.settled(self.job.id)
+        if reply is not None:
+            self.services.local_replies.deliver(str(self.run_id), reply)
         self._committed()
         metrics.RUNS_FINISHED.inc(status=str(status))
         self.services.run_events.publish(str(self.run_id))

@@ -83,6 +83,7 @@ class WorkerServices:
     cancels: Watchers
     settled: Callable[[int], None]
     """Called with a job's id once a handler deleted the job (its outcome is written)."""
+    local_replies: Watchers
 
 
 @contextlib.asynccontextmanager
@@ -112,6 +113,7 @@ async def default_handlers(
                     run_events=services.run_events,
                     cancels=services.cancels,
                     settled=services.settled,
+                    local_replies=services.local_replies,
                 )
             )
             handlers[EXECUTE_RUN] = engine

@@ -96,6 +96,8 @@ class Worker:
         *,
         worker_id: str | None = None,
         on_settled: Callable[[Job, Outcome], None] | None = None,
+        run_watchers: Watchers | None = None,
+        # Sync callers of an app in this process, handed their replies directly.
     ) -> None:
         self.settings = settings
         self.id = worker_id or new_worker_id()
@@ -104,6 +106,7 @@ class Worker:
         self.executor = Executor(handlers or {})
         self.stats = WorkerStats()
         self._on_settled = on_settled
+        self._run_watchers = run_watchers or Watchers()
         self.started = asyncio.Event()
         self._inflight: dict[int, _InFlight] = {}
         self._slot_freed = asyncio.Event()
@@ -128,7 +131,13 @@ class Worker:
             # before the pool).
             if self._handlers is None:
                 services = WorkerServices(
-                    pool, queue, self.id, run_events, cancels, self._mark_settled
+                    pool,
+                    queue,
+                    self.id,
+                    run_events,
+                    cancels,
+                    self._mark_settled,
+                    self._run_watchers,
                 )
                 handlers = await resources.enter_async_context(default_handlers(settings, services))
                 self.executor = Executor(handlers)

@@ -311,6 +311,10 @@ async def record_steps(
     await conn.execute(_SQL["upsert_step_runs"], {"run_id": run_id, **_steps_params(records)})
 
 
+class LeaseLostError(Exception):
+    """A fenced write found the job no longer held by this owner and attempt."""
+
+
 def _lease_params(lease: Lease, owner: str) -> dict[str, Any]:
     return {"job_id": lease.job_id, "attempt": lease.attempt, "owner": owner}
 
@@ -356,9 +360,11 @@ async def finish_execution(
     records: Sequence[StepRecord],
     response: Any = None,
     set_response: bool = False,
-) -> bool:
-    """Delete the job, record the last results and end the run, in one statement; False
-    (and nothing written) when the lease was lost."""
+) -> Reply | None:
+    """Delete the job, record the last results and end the run, in one statement.
+
+    Raises `LeaseLostError` (and writes nothing) when the lease was lost. Returns the run's
+    reply as committed, or None when the run had ended otherwise meanwhile (a cancel)."""
     cur = await conn.execute(
         _SQL["finish_execution"],
         {
@@ -373,7 +379,11 @@ async def finish_execution(
         },
     )
     row = await cur.fetchone()
-    return row is not None and bool(row[0])
+    if row is None or not row[0]:
+        raise LeaseLostError(f"job {lease.job_id} attempt {lease.attempt}")
+    if not row[1]:
+        return None
+    return Reply(status, row[2], output, error)
 
 
 async def set_response(conn: AsyncConnection[Any], run_id: UUID, response: Any) -> None:

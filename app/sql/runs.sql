@@ -198,8 +198,10 @@ ended AS (
         response = CASE WHEN %(set_response)s THEN %(response)s ELSE r.response END
     FROM held
     WHERE r.id = %(run_id)s AND r.status = 'RUNNING'
+    RETURNING r.response
 )
-SELECT EXISTS (SELECT FROM held) AS held;
+SELECT EXISTS (SELECT FROM held) AS held, EXISTS (SELECT FROM ended) AS ended,
+       (SELECT response FROM ended) AS response;
 
 -- name: set_response
 -- A respond step ran: the reply for sync callers (and a parent's call_flow).

@@ -30,8 +30,13 @@ class State(TypedDict):
     cancel_events: Publisher
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The app for settings whose database URL is resolved (see `db.with_database_url`)."""
+def create_app(settings: Settings, *, run_watchers: Watchers | None = None) -> Starlette:
+    """The app for settings whose database URL is resolved (see `db.with_database_url`).
+
+    `run_watchers` is shared with a worker in the same process (WORKER_AND_APP), which then
+    hands sync callers their replies directly; NOTIFY still carries them across processes.
+    """
+    watchers = run_watchers if run_watchers is not None else Watchers()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[State]:
@@ -39,9 +44,8 @@ def create_app(settings: Settings) -> Starlette:
         # while the database is unreachable.
         async with db.create_pool(settings, name="sluice-app") as pool:
             waker = Waker(pool, NOTIFY_CHANNEL)
-            run_watchers = Watchers()
             listener = Listener(db.database_url(settings), [runs.RUN_EVENTS_CHANNEL])
-            listener.subscribe(runs.RUN_EVENTS_CHANNEL, run_watchers.on_notify)
+            listener.subscribe(runs.RUN_EVENTS_CHANNEL, watchers.on_notify)
             listening = asyncio.create_task(listener.run(), name="run-events-listener")
             run_events = Publisher(pool, runs.RUN_EVENTS_CHANNEL)
             cancel_events = Publisher(pool, runs.CANCEL_CHANNEL)
@@ -50,7 +54,7 @@ def create_app(settings: Settings) -> Starlette:
                     "settings": settings,
                     "pool": pool,
                     "queue": queue_from(settings, waker),
-                    "run_watchers": run_watchers,
+                    "run_watchers": watchers,
                     "run_events": run_events,
                     "cancel_events": cancel_events,
                 }

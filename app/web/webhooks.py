@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 
 from app import metrics
 from app.flows import resume, runs
+from app.signals import Watch
 from app.web.body import read_limited
 from app.web.errors import ApiError
 
@@ -208,7 +209,7 @@ async def wait_for_reply(
     within_seconds: float,
     poll_seconds: float,
     *,
-    watching: asyncio.Event | None = None,
+    watching: Watch | None = None,
 ) -> runs.Reply | None:
     """The run's reply (its response, or its end); None when `within_seconds` pass first.
 
@@ -224,7 +225,7 @@ async def wait_for_reply(
 async def _await_reply(
     state: Any,
     run_id: UUID,
-    event: asyncio.Event,
+    event: Watch,
     within_seconds: float,
     poll_seconds: float,
     read_first: bool,
@@ -232,6 +233,9 @@ async def _await_reply(
     deadline = time.monotonic() + within_seconds
     read = read_first
     while True:
+        if isinstance(event.value, runs.Reply):
+            # Handed over by the engine in this process, after its commit.
+            return event.value
         if read:
             event.clear()  # listen first, then read: an event from now on is not lost
             async with state.pool.connection() as conn:
