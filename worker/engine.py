@@ -579,14 +579,19 @@ class _Execution:
             )
         if not held:
             raise LeaseLost(self.job)
-        if responded and status is RunStatus.RUNNING:
-            reply = runs.Reply(status, self.response, None, None)
-            self.services.local_replies.deliver(str(self.run_id), reply)
-        self._committed()
         if responded:
-            self.services.run_events.publish(str(self.run_id))
+            running = status is RunStatus.RUNNING
+            self._announce(runs.Reply(status, self.response, None, None) if running else None)
+        self._committed()
         if status is not RunStatus.RUNNING:
             await self._stop_ended_elsewhere()
+
+    def _announce(self, reply: runs.Reply | None) -> None:
+        """Wake the run's sync callers after a commit: those in this process get `reply` (as
+        committed) directly; otherwise a NOTIFY tells other processes to read it."""
+        run = str(self.run_id)
+        if reply is None or not self.services.local_replies.deliver(run, reply):
+            self.services.run_events.publish(run)
 
     def _committed(self) -> None:
         self.pending.clear()
@@ -612,11 +617,9 @@ class _Execution:
             except runs.LeaseLostError:
                 raise LeaseLost(self.job) from None
         self.services.settled(self.job.id)
-        if reply is not None:
-            self.services.local_replies.deliver(str(self.run_id), reply)
         self._committed()
         metrics.RUNS_FINISHED.inc(status=str(status))
-        self.services.run_events.publish(str(self.run_id))
+        self._announce(reply)
         if self.loaded.parent_run_id is not None:
             # A parent waiting on this run was scheduled by the same commit.
             self.services.queue.wake()
