@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from app.flows.runs import RunStatus
 from app.projects import create_api_key, create_project
 from app.settings import Settings
+from app.signals import Watchers
 from app.web import create_app
 from tests.integration.helpers import connect, eventually
 from worker.runner import Worker
@@ -47,7 +48,9 @@ class Stack:
         deployed: dict[str, Any] = response.json()
         return deployed
 
-    async def trigger(self, flow_id: str, body: Any = None, *, sync: bool = False) -> httpx.Response:
+    async def trigger(
+        self, flow_id: str, body: Any = None, *, sync: bool = False
+    ) -> httpx.Response:
         path = f"/webhooks/{flow_id}" + ("/sync" if sync else "")
         return await self.client.post(path, json=body if body is not None else {})
 
@@ -85,6 +88,7 @@ async def running_stack(
     *,
     with_worker: bool = True,
     project: str = "tests",
+    in_process_replies: bool = False,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
     port = free_port()
@@ -106,9 +110,11 @@ async def running_stack(
     async with conn:
         record = await create_project(conn, project)
         _key, api_key = await create_api_key(conn, record.id, "tests")
+    # Like `sluice serve` with WORKER_AND_APP: the worker hands replies to the app directly.
+    watchers = Watchers() if in_process_replies else None
     server = _Server(
         uvicorn.Config(
-            create_app(settings),
+            create_app(settings, run_watchers=watchers),
             host="127.0.0.1",
             port=port,
             log_config=None,
@@ -117,7 +123,7 @@ async def running_stack(
         )
     )
     stop = asyncio.Event()
-    worker = Worker(settings) if with_worker else None
+    worker = Worker(settings, run_watchers=watchers) if with_worker else None
     tasks = [asyncio.create_task(server.serve(), name="app")]
     if worker is not None:
         tasks.append(asyncio.create_task(worker.run(stop), name="worker"))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from tests.flows.stack import Stack
+import pytest
+
+from app.signals import Listener
+from app.web import application
+from tests.flows.stack import Stack, running_stack
 
 HELLO: dict[str, Any] = {
     "name": "hello",
@@ -46,3 +51,31 @@ async def test_an_async_webhook_answers_202_and_the_run_finishes(stack: Stack) -
     run = await stack.wait_for_status(accepted.json()["run_id"])
     assert run["status"] == "SUCCEEDED"
     assert run["response"]["body"] == {"hello": "world"}
+
+
+class _DeafListener(Listener):
+    """A listener that never connects: no NOTIFY reaches the app."""
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_worker_in_the_app_process_hands_the_reply_over_directly(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No NOTIFY reaches the app and its poll is slower than the sync timeout: only the
+    # in-process hand-over can answer the callers in time.
+    monkeypatch.setattr(application, "Listener", _DeafListener)
+    async with running_stack(
+        database_url,
+        in_process_replies=True,
+        poll_interval_seconds=60,
+        sync_timeout_seconds=20,
+    ) as stack:
+        flow = await stack.deploy(HELLO)
+        replies = await asyncio.gather(
+            *(stack.trigger(flow["id"], {"who": f"caller {n}"}, sync=True) for n in range(8))
+        )
+
+    assert [reply.status_code for reply in replies] == [200] * 8
+    assert [reply.json() for reply in replies] == [{"hello": f"caller {n}"} for n in range(8)]
