@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from app.flows import runs
 from app.signals import Listener
 from app.web import application
 from tests.flows.stack import Stack, running_stack
@@ -63,14 +64,20 @@ class _DeafListener(Listener):
 async def test_a_worker_in_the_app_process_hands_the_reply_over_directly(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # No NOTIFY reaches the app and its poll is slower than the sync timeout: only the
-    # in-process hand-over can answer the callers in time.
+    # No NOTIFY reaches the app and it never reads a reply from the database: only the
+    # in-process hand-over can answer the callers.
     monkeypatch.setattr(application, "Listener", _DeafListener)
+    reads: list[object] = []
+
+    async def no_read(*args: object) -> None:
+        reads.append(args)
+
+    monkeypatch.setattr(runs, "reply", no_read)
     async with running_stack(
         database_url,
         in_process_replies=True,
         poll_interval_seconds=60,
-        sync_timeout_seconds=20,
+        sync_timeout_seconds=5,
     ) as stack:
         flow = await stack.deploy(HELLO)
         replies = await asyncio.gather(
@@ -79,3 +86,4 @@ async def test_a_worker_in_the_app_process_hands_the_reply_over_directly(
 
     assert [reply.status_code for reply in replies] == [200] * 8
     assert [reply.json() for reply in replies] == [{"hello": f"caller {n}"} for n in range(8)]
+    assert reads == []
