@@ -16,7 +16,7 @@ from app.flows import runs
 from app.jobs import NOTIFY_CHANNEL, Queue, queue_from
 from app.settings import Settings
 from app.signals import Listener, Publisher, Waker, Watchers
-from app.web import errors, flows, health, projects, webhooks
+from app.web import errors, flows, health, openapi, projects, webhooks
 from app.web import metrics as web_metrics
 from app.web import runs as run_api
 
@@ -94,6 +94,7 @@ def create_app(settings: Settings, *, run_watchers: Watchers | None = None) -> S
             Route("/resume/{run_id}/{token}", webhooks.resume_run, methods=["POST"]),
             Route("/resume/{run_id}/{token}/sync", webhooks.resume_run_sync, methods=["POST"]),
             Route("/metrics", web_metrics.metrics_text, methods=["GET"]),
+            Route("/openapi.json", openapi.openapi, methods=["GET"]),
         ],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
