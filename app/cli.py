@@ -1,25 +1,29 @@
-"""The `sluice` command line: `serve` and `migrate`."""
+"""The `sluice` command line.
+
+`serve` and `migrate` run the server (`app.cli_server`). Every other command is a client of
+a running server, over HTTP only (`app.client`): flows (`app.cli_flows`), runs
+(`app.cli_runs`), workers and administration (`app.cli_admin`).
+
+Exit status: 0 done, 1 the server refused or could not be reached, 2 a usage error.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
+import os
 import sys
-import warnings
 from collections.abc import Sequence
 
-import psycopg
+from app import cli_admin, cli_flows, cli_runs
+from app.cli_output import Console, UsageError
+from app.client import ApiError, BadUrl, Client, ClientError, MissingKey, Unreachable
 
-from app import bootstrap, db, schema
-from app.embedded import EmbeddedDatabaseError
-from app.settings import ContainerType, Settings, SettingsError, load_settings
-from migrations import runner
-
-ROLES = {
-    "app": ContainerType.APP,
-    "worker": ContainerType.WORKER,
-    "worker_and_app": ContainerType.WORKER_AND_APP,
+ROLES = ("app", "worker", "worker_and_app")
+DEFAULT_URL = "http://127.0.0.1:8000"
+_KEYS = {
+    # The key a command sends: its environment variable and its option.
+    False: ("SLUICE_API_KEY", "--api-key"),
+    True: ("SLUICE_ADMIN_API_KEY", "--admin-key"),
 }
 
 
@@ -34,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to bind (SLUICE_PORT; default 8000)")
     serve.add_argument(
         "--role",
-        choices=sorted(ROLES),
+        choices=ROLES,
         help="override SLUICE_CONTAINER_TYPE (default worker_and_app)",
     )
 
@@ -44,73 +48,79 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="change nothing; exit 1 when the schema is not at the latest version",
     )
+
+    project, admin = _client_options(admin=False), _client_options(admin=True)
+    cli_flows.add_commands(commands, project)
+    cli_runs.add_commands(commands, project)
+    cli_admin.add_commands(commands, project, admin)
     return parser
+
+
+def _client_options(*, admin: bool) -> argparse.ArgumentParser:
+    """The options every client command takes, sending the project key or the admin key."""
+    env, flag = _KEYS[admin]
+    options = argparse.ArgumentParser(add_help=False)
+    options.set_defaults(admin=admin)
+    options.add_argument(
+        "--url", help=f"the Sluice server (default: $SLUICE_URL, else {DEFAULT_URL})"
+    )
+    options.add_argument(
+        flag,
+        dest="key",
+        metavar="KEY",
+        help=f"the {'admin ' if admin else ''}API key (default: ${env})",
+    )
+    options.add_argument("--json", action="store_true", help="print the server's JSON")
+    return options
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides: dict[str, object] = {}
-    if getattr(args, "host", None):
-        overrides["host"] = args.host
-    if getattr(args, "port", None) is not None:
-        overrides["port"] = args.port
-    if getattr(args, "role", None):
-        overrides["container_type"] = ROLES[args.role]
+    if args.command in ("serve", "migrate"):
+        # Imported here: the server's modules (alembic, psycopg, pydantic) take longer to
+        # load than a client command takes to run.
+        from app import cli_server
+
+        return cli_server.run(args)
+    return _client_command(args)
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    console = Console(sys.stdout, sys.stderr, json=args.json)
+    env, flag = _KEYS[args.admin]
+    key = args.key or os.environ.get(env) or None
+    url = args.url or os.environ.get("SLUICE_URL") or DEFAULT_URL
     try:
-        settings = load_settings(**overrides)
-    except SettingsError as exc:
-        print(f"sluice: {exc}", file=sys.stderr)
+        with Client(
+            url,
+            api_key=None if args.admin else key,
+            admin_key=key if args.admin else None,
+        ) as client:
+            code: int = args.handler(args, client, console)
+            return code
+    except UsageError as exc:
+        console.error(str(exc))
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The embedded server's wrapper narrates every pg_ctl call at INFO.
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", module="platformdirs")
-    try:
-        settings = db.with_database_url(settings)
-        if args.command == "migrate":
-            return _migrate(settings, check=args.check)
-        return _serve(settings)
-    except EmbeddedDatabaseError as exc:
-        print(f"sluice: {exc}", file=sys.stderr)
+    except BadUrl as exc:
+        console.error(f"invalid server URL: {exc}")
+        return 2
+    except MissingKey as exc:
+        console.error(f"{exc}: set {env} or pass {flag}")
+        return 2
+    except Unreachable as exc:
+        hint = " (is `sluice serve` running?)" if exc.reason == "connection refused" else ""
+        console.error(f"{exc}{hint}")
         return 1
-    except (psycopg.OperationalError, runner.DatabaseUnreachable) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"sluice: cannot reach the database: {reason}", file=sys.stderr)
+    except ApiError as exc:
+        hint = f" (check {env} or {flag})" if exc.status == 401 else ""
+        console.error(f"{exc.message}{hint}", exc.problems)
         return 1
-
-
-def _migrate(settings: Settings, *, check: bool) -> int:
-    url = db.database_url(settings)
-    if check:
-        status = asyncio.run(_status(url))
-        if status.at_head:
-            print(f"schema at head ({status.head})")
-            return 0
-        print(f"schema at {status.current or 'nothing'}; head is {status.head}", file=sys.stderr)
+    except ClientError as exc:
+        console.error(str(exc))
         return 1
-    schema.upgrade(url)
-    print(f"schema at head ({schema.head_revision()})")
-    return 0
-
-
-async def _status(url: str) -> schema.SchemaStatus:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        return await schema.status(conn)
-
-
-def _serve(settings: Settings) -> int:
-    from app.serve import serve
-
-    url = db.database_url(settings)
-    if settings.migrate_on_start:
-        schema.upgrade(url)
-    if settings.admin_api_key is None and settings.container_type.runs_app:
-        asyncio.run(bootstrap.ensure_first_project(url))
-    asyncio.run(serve(settings))
-    return 0
+    except KeyboardInterrupt:
+        console.progress.clear()
+        return 130
 
 
 if __name__ == "__main__":
