@@ -39,11 +39,21 @@ async def serve(settings: Settings, handlers: Mapping[str, Handler] | None = Non
     """
     stop = asyncio.Event()
     server: _Server | None = None
-    # Shared by the app and the worker of one process: replies skip the database round trip.
+    # Shared by the app and the worker of one process: replies skip the database round trip,
+    # and a new job wakes the worker directly while it has a free slot.
     run_watchers = Watchers()
+    worker = (
+        Worker(settings, handlers, run_watchers=run_watchers)
+        if settings.container_type.runs_worker
+        else None
+    )
     if settings.container_type.runs_app:
         config = uvicorn.Config(
-            create_app(settings, run_watchers=run_watchers),
+            create_app(
+                settings,
+                run_watchers=run_watchers,
+                wake_local_worker=worker.wake_locally if worker is not None else None,
+            ),
             host=settings.host,
             port=settings.port,
             log_config=None,
@@ -72,8 +82,8 @@ async def serve(settings: Settings, handlers: Mapping[str, Handler] | None = Non
     roles: list[Coroutine[Any, Any, Any]] = []
     if server is not None:
         roles.append(server.serve())
-    if settings.container_type.runs_worker:
-        roles.append(Worker(settings, handlers, run_watchers=run_watchers).run(stop))
+    if worker is not None:
+        roles.append(worker.run(stop))
     tasks = [asyncio.create_task(role) for role in roles]
     try:
         done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -99,6 +99,10 @@ class Wakeup:
     def arm(self) -> None:
         self._event.clear()
 
+    def notify(self) -> None:
+        """Wake the waiter from this process, as a notification would."""
+        self._event.set()
+
     async def wait(self) -> bool:
         """True when woken by a notification, False when the poll interval ran out."""
         timeout = self._poll_seconds * random.uniform(0.8, 1.2)
@@ -116,20 +120,30 @@ class Waker:
     """Sends ``NOTIFY channel`` after commits, coalesced.
 
     Invariant: every `wake()` is followed by a NOTIFY that is sent after `wake()` was called,
-    so a listener woken by it can see everything the caller committed before calling. Calls
-    made while a NOTIFY is in flight are merged into the next one: a burst of commits costs
-    a NOTIFY per round trip, not one per commit, and commits never queue on Postgres' NOTIFY
-    lock.
+    so a listener woken by it can see everything the caller committed before calling —
+    unless `local`, a consumer in this same process, takes the wake-up (it returns True when
+    it had room and was woken). Calls made while a NOTIFY is in flight are merged into the
+    next one: a burst of commits costs a NOTIFY per round trip, not one per commit, and
+    commits never queue on Postgres' NOTIFY lock.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any], channel: str) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        channel: str,
+        *,
+        local: Callable[[], bool] | None = None,
+    ) -> None:
         self._pool = pool
         self._channel = channel
+        self._local = local
         self._pending = False
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
 
     def wake(self) -> None:
+        if self._local is not None and self._local():
+            return
         self._pending = True
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._send())

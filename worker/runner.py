@@ -110,6 +110,7 @@ class Worker:
         self.started = asyncio.Event()
         self._inflight: dict[int, _InFlight] = {}
         self._slot_freed = asyncio.Event()
+        self._wakeup: Wakeup | None = None
         self._settling: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -192,6 +193,7 @@ class Worker:
 
     async def _claim_loop(self, session: _Session, listener: Listener, stop: asyncio.Event) -> None:
         wakeup = Wakeup(listener, NOTIFY_CHANNEL, self.settings.poll_interval_seconds)
+        self._wakeup = wakeup
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -220,6 +222,7 @@ class Worker:
                     self.stats.null_polls += 1
                     await _first(wakeup.wait(), stopping)
         finally:
+            self._wakeup = None
             wakeup.close()
             stopping.cancel()
 
@@ -286,6 +289,14 @@ class Worker:
             self.stats.failed += 1
         else:
             self.stats.retried += 1
+
+    def wake_locally(self) -> bool:
+        """Wake this worker's claim loop if it has a free slot (an app in this process
+        enqueued a job); False when it has none, and other workers must be told."""
+        if self._wakeup is None or len(self._inflight) >= self.slots:
+            return False
+        self._wakeup.notify()
+        return True
 
     def _mark_settled(self, job_id: int) -> None:
         """A handler deleted its job itself: stop renewing the lease, never cancel it."""

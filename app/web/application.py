@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypedDict
 
 from psycopg_pool import AsyncConnectionPool
@@ -30,11 +30,18 @@ class State(TypedDict):
     cancel_events: Publisher
 
 
-def create_app(settings: Settings, *, run_watchers: Watchers | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    run_watchers: Watchers | None = None,
+    wake_local_worker: Callable[[], bool] | None = None,
+) -> Starlette:
     """The app for settings whose database URL is resolved (see `db.with_database_url`).
 
     `run_watchers` is shared with a worker in the same process (WORKER_AND_APP), which then
     hands sync callers their replies directly; NOTIFY still carries them across processes.
+    `wake_local_worker` wakes that worker for a new job (when it has a free slot; else
+    other workers are notified).
     """
     watchers = run_watchers if run_watchers is not None else Watchers()
 
@@ -43,7 +50,7 @@ def create_app(settings: Settings, *, run_watchers: Watchers | None = None) -> S
         # The pool opens without waiting, so the app starts (and /ready answers 503)
         # while the database is unreachable.
         async with db.create_pool(settings, name="sluice-app") as pool:
-            waker = Waker(pool, NOTIFY_CHANNEL)
+            waker = Waker(pool, NOTIFY_CHANNEL, local=wake_local_worker)
             listener = Listener(db.database_url(settings), [runs.RUN_EVENTS_CHANNEL])
             listener.subscribe(runs.RUN_EVENTS_CHANNEL, watchers.on_notify)
             listening = asyncio.create_task(listener.run(), name="run-events-listener")
