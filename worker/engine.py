@@ -221,6 +221,7 @@ class _Execution:
         self.canceled = canceled
         self.pending: dict[str, StepRecord] = {}
         self.response: dict[str, Any] | None = None
+        self._waited = False
         self._db_now = datetime.now().astimezone()
         self._clock = time.monotonic()
 
@@ -235,6 +236,7 @@ class _Execution:
             self.loaded = loaded
             self.flow = await self.engine.flow(conn, loaded.flow_version_id)
         self._db_now, self._clock = loaded.db_now, time.monotonic()
+        self._waited = bool(loaded.waitpoints)
         top = _Scope("", None, {}, {})
         try:
             output = await self._steps(self.flow.definition.steps, top)
@@ -588,9 +590,12 @@ class _Execution:
 
     def _announce(self, reply: runs.Reply | None) -> None:
         """Wake the run's sync callers after a commit: those in this process get `reply` (as
-        committed) directly; otherwise a NOTIFY tells other processes to read it."""
+        committed) directly, and a NOTIFY tells other processes to read it. The NOTIFY is
+        left out only when a caller here took the reply and nobody elsewhere can be
+        waiting: a run that never paused has one sync caller, in the process that made it."""
         run = str(self.run_id)
-        if reply is None or not self.services.local_replies.deliver(run, reply):
+        delivered = reply is not None and self.services.local_replies.deliver(run, reply)
+        if not delivered or self._waited:
             self.services.run_events.publish(run)
 
     def _committed(self) -> None:
@@ -602,7 +607,7 @@ class _Execution:
     ) -> None:
         async with self.services.pool.connection() as conn:
             try:
-                reply = await runs.finish_execution(
+                finished = await runs.finish_execution(
                     conn,
                     self.job.lease,
                     self.services.owner,
@@ -619,9 +624,9 @@ class _Execution:
         self.services.settled(self.job.id)
         self._committed()
         metrics.RUNS_FINISHED.inc(status=str(status))
-        self._announce(reply)
-        if self.loaded.parent_run_id is not None:
-            # A parent waiting on this run was scheduled by the same commit.
+        self._announce(finished.reply)
+        if finished.gated or self.loaded.parent_run_id is not None:
+            # A freed slot of a limited project, or a parent this run's end scheduled.
             self.services.queue.wake()
 
     async def _settle_job(self, conn: AsyncConnection[Any]) -> None:
@@ -716,6 +721,7 @@ class _Execution:
         self, step: Step, key: str, kind: str, *, resume_in_seconds: float | None = None
     ) -> runs.Waitpoint:
         """The step's waitpoint once it is completed or due; pauses (and stops) until then."""
+        self._waited = True  # resumable: sync callers may now wait in other processes
         known = self.loaded.waitpoints.get(key)
         if known is not None and known.state == "completed":
             return known

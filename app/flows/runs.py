@@ -311,6 +311,14 @@ async def record_steps(
     await conn.execute(_SQL["upsert_step_runs"], {"run_id": run_id, **_steps_params(records)})
 
 
+@dataclass(frozen=True)
+class Finished:
+    reply: Reply | None
+    """The run's reply as committed; None when it had ended otherwise (a cancel)."""
+    gated: bool
+    """The run's project has a concurrency limit: its freed slot may let a queued job run."""
+
+
 class LeaseLostError(Exception):
     """A fenced write found the job no longer held by this owner and attempt."""
 
@@ -360,11 +368,10 @@ async def finish_execution(
     records: Sequence[StepRecord],
     response: Any = None,
     set_response: bool = False,
-) -> Reply | None:
+) -> Finished:
     """Delete the job, record the last results and end the run, in one statement.
 
-    Raises `LeaseLostError` (and writes nothing) when the lease was lost. Returns the run's
-    reply as committed, or None when the run had ended otherwise meanwhile (a cancel)."""
+    Raises `LeaseLostError` (and writes nothing) when the lease was lost."""
     cur = await conn.execute(
         _SQL["finish_execution"],
         {
@@ -381,9 +388,8 @@ async def finish_execution(
     row = await cur.fetchone()
     if row is None or not row[0]:
         raise LeaseLostError(f"job {lease.job_id} attempt {lease.attempt}")
-    if not row[1]:
-        return None
-    return Reply(status, row[2], output, error)
+    reply = Reply(status, row[2], output, error) if row[1] else None
+    return Finished(reply, bool(row[3]))
 
 
 async def set_response(conn: AsyncConnection[Any], run_id: UUID, response: Any) -> None:

@@ -201,7 +201,11 @@ ended AS (
     RETURNING r.response
 )
 SELECT EXISTS (SELECT FROM held) AS held, EXISTS (SELECT FROM ended) AS ended,
-       (SELECT response FROM ended) AS response;
+       (SELECT response FROM ended) AS response,
+       -- A limited project's freed slot may let a queued job of it run: wake the workers.
+       (SELECT p.concurrency_limit IS NOT NULL
+        FROM flow_runs r JOIN projects p ON p.id = r.project_id
+        WHERE r.id = %(run_id)s) AS gated;
 
 -- name: set_response
 -- A respond step ran: the reply for sync callers (and a parent's call_flow).
