@@ -1,0 +1,273 @@
+"""The runs API (list, show, cancel, retry) and `/metrics`, through a real app and worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client.samples import Sample
+
+from tests.flows.helpers import (
+    busy_descendants,
+    code,
+    local_server,
+    metric_samples,
+    second_project_client,
+    started_run,
+    step,
+)
+from tests.flows.stack import Stack, running_stack
+from tests.integration.helpers import eventually
+
+ALPHA: dict[str, Any] = {
+    "name": "alpha",
+    "steps": [{"id": "reply", "type": "respond", "body": "ok"}],
+}
+BETA: dict[str, Any] = {
+    "name": "beta",
+    "steps": [code("fail", "def run(input, ctx):\n    raise ValueError('no')")],
+}
+WAITS: dict[str, Any] = {
+    "name": "waits",
+    "steps": [
+        {"id": "ask", "type": "respond", "body": "{{ resume_urls.gate }}"},
+        {"id": "gate", "type": "wait_for_webhook"},
+    ],
+}
+
+
+async def list_ids(stack: Stack, **query: Any) -> list[str]:
+    response = await stack.client.get("/api/v1/runs", params=query)
+    assert response.status_code == 200, response.text
+    return [run["id"] for run in response.json()["runs"]]
+
+
+async def query_problem(stack: Stack, **query: Any) -> str:
+    response = await stack.client.get("/api/v1/runs", params=query)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["problems"]
+    path: str = problem["path"]
+    return path
+
+
+async def test_runs_are_listed_newest_first_filtered_and_paged(stack: Stack) -> None:
+    alpha = await stack.deploy(ALPHA)
+    beta = await stack.deploy(BETA)
+    created = []
+    for flow_id in (alpha["id"], beta["id"], alpha["id"], beta["id"], alpha["id"]):
+        reply = await stack.trigger(flow_id, sync=True)
+        created.append(reply.headers["x-sluice-run-id"])
+    newest_first = created[::-1]
+
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        response = await stack.client.get("/api/v1/runs", params=params)
+        assert response.status_code == 200, response.text
+        pages.append([run["id"] for run in response.json()["runs"]])
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            break
+
+    assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:]]
+    assert await list_ids(stack, flow="alpha") == [created[4], created[2], created[0]]
+    assert await list_ids(stack, flow="nothing") == []
+    assert await list_ids(stack, status="FAILED") == [created[3], created[1]]
+    assert await list_ids(stack, status="failed", flow="beta", limit=1) == [created[3]]
+    assert await list_ids(stack, status="SUCCEEDED", flow="beta") == []
+    [summary] = (await stack.client.get("/api/v1/runs", params={"limit": 1})).json()["runs"]
+    assert summary["flow"] == "alpha"
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["flow_id"] == alpha["id"]
+
+    assert await query_problem(stack, status="DONE") == "status"
+    for limit in ("0", "201", "-1", "two"):
+        assert await query_problem(stack, limit=limit) == "limit"
+    assert await query_problem(stack, cursor="not-a-cursor") == "cursor"
+
+
+async def test_runs_belong_to_their_project_and_need_a_key(stack: Stack, database_url: str) -> None:
+    flow = await stack.deploy(BETA)
+    run_id = await started_run(stack, flow["id"])
+    await stack.wait_for_status(run_id)
+
+    async with await second_project_client(stack, database_url) as other:
+        assert (await other.get(f"/api/v1/runs/{run_id}")).status_code == 404
+        assert (await other.get("/api/v1/runs")).json()["runs"] == []
+        assert (await other.post(f"/api/v1/runs/{run_id}/cancel")).status_code == 404
+        assert (await other.post(f"/api/v1/runs/{run_id}/retry")).status_code == 404
+
+    for headers in ({"authorization": ""}, {"authorization": "Bearer wrong"}):
+        for path in ("/api/v1/runs", f"/api/v1/runs/{run_id}"):
+            refused = await stack.client.get(path, headers=headers)
+            assert refused.status_code == 401, (path, headers)
+            assert "API key" in refused.json()["error"]
+    assert (await stack.client.get("/api/v1/runs/not-a-uuid")).status_code == 404
+    assert (await stack.run(run_id))["status"] == "FAILED"
+
+
+async def test_a_paused_run_can_be_canceled_once(stack: Stack) -> None:
+    flow = await stack.deploy(WAITS)
+    asked = await stack.trigger(flow["id"], sync=True)
+    run_id = asked.headers["x-sluice-run-id"]
+    await stack.wait_for_status(run_id, {"PAUSED"})
+
+    canceled = await stack.client.post(f"/api/v1/runs/{run_id}/cancel")
+    again = await stack.client.post(f"/api/v1/runs/{run_id}/cancel")
+    resumed = await stack.client.post(asked.text, json={})
+
+    assert canceled.status_code == 200, canceled.text
+    summary = canceled.json()
+    assert (summary["id"], summary["status"]) == (run_id, "CANCELED")
+    assert summary["error"] == "canceled by request"
+    assert "steps" not in summary
+    assert again.status_code == 409
+    assert "already ended (CANCELED)" in again.json()["error"]
+    assert resumed.status_code == 409
+    assert (await stack.run(run_id))["status"] == "CANCELED"
+
+
+async def test_canceling_a_running_code_step_stops_its_sandbox(database_url: str) -> None:
+    async with running_stack(database_url, worker_concurrency=1, sync_timeout_seconds=10) as stack:
+        spin = await stack.deploy(
+            {
+                "name": "spin",
+                "steps": [
+                    code(
+                        "forever",
+                        "def run(input, ctx):\n    while True:\n        pass",
+                        timeout_seconds=120,
+                    )
+                ],
+            }
+        )
+        quick = await stack.deploy(ALPHA)
+        run_id = await started_run(stack, spin["id"])
+
+        async def spinning() -> bool:
+            return bool(busy_descendants(min_cpu_seconds=0.2))
+
+        async def stopped() -> bool:
+            return not busy_descendants()
+
+        await eventually(spinning)
+        canceled = await stack.client.post(f"/api/v1/runs/{run_id}/cancel")
+        assert canceled.status_code == 200, canceled.text
+        await eventually(stopped, within=5)
+        following = await stack.trigger(quick["id"], sync=True)
+
+        assert following.status_code == 200, following.text
+        assert following.text == "ok"
+        run = await stack.run(run_id)
+        assert run["status"] == "CANCELED"
+        assert all(s["status"] != "SUCCEEDED" for s in run["steps"])
+
+
+async def test_a_failed_run_is_retried_from_its_failed_step(stack: Stack) -> None:
+    async with local_server() as server:
+        server.script("/second", (500, {"down": True}))
+        flow = await stack.deploy(
+            {
+                "name": "twostep",
+                "steps": [
+                    {"id": "first", "type": "http", "url": server.url("/first")},
+                    {"id": "second", "type": "http", "url": server.url("/second")},
+                ],
+            }
+        )
+        run_id = await started_run(stack, flow["id"])
+        failed = await stack.wait_for_status(run_id)
+        assert failed["status"] == "FAILED"
+
+        server.script("/second", (200, {"up": True}))
+        retried = await stack.client.post(f"/api/v1/runs/{run_id}/retry")
+        assert retried.status_code == 202, retried.text
+        assert retried.json()["status"] == "QUEUED"
+        assert retried.json()["error"] is None
+        run = await stack.wait_for_status(run_id)
+
+    assert run["status"] == "SUCCEEDED", run["error"]
+    assert step(run, "first") == step(failed, "first")
+    assert step(run, "second")["status"] == "SUCCEEDED"
+    assert step(run, "second")["output"]["body"] == {"up": True}
+    assert len(server.hits("/first")) == 1
+    assert len(server.hits("/second")) == 2
+    again = await stack.client.post(f"/api/v1/runs/{run_id}/retry")
+    assert again.status_code == 409
+    assert "SUCCEEDED" in again.json()["error"]
+
+
+async def test_metrics_expose_runs_queue_and_step_durations(stack: Stack) -> None:
+    waits = await stack.deploy(WAITS)
+    beta = await stack.deploy(BETA)
+
+    def code_failures(samples: list[Sample]) -> float:
+        return sum(
+            s.value
+            for s in samples
+            if s.name == "sluice_step_duration_seconds_count"
+            and s.labels == {"type": "code", "status": "FAILED"}
+        )
+
+    failures_before = code_failures(await metric_samples(stack))
+    run_id = (await stack.trigger(waits["id"], sync=True)).headers["x-sluice-run-id"]
+    await stack.wait_for_status(run_id, {"PAUSED"})
+    await stack.wait_for_status(await started_run(stack, beta["id"]))
+
+    response = await stack.client.get("/metrics")
+    samples = await metric_samples(stack)
+
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    runs = {s.labels["status"]: s.value for s in samples if s.name == "sluice_runs"}
+    assert runs == {"QUEUED": 0, "RUNNING": 0, "PAUSED": 1}
+    jobs = {s.labels["state"] for s in samples if s.name == "sluice_queue_jobs"}
+    assert {"ready", "scheduled", "running", "dead"} <= jobs
+    assert code_failures(samples) == failures_before + 1
+    buckets = [
+        s
+        for s in samples
+        if s.name == "sluice_step_duration_seconds_bucket"
+        and s.labels.get("type") == "respond"
+        and s.labels.get("status") == "SUCCEEDED"
+    ]
+    assert buckets
+    assert buckets[-1].labels["le"] == "+Inf"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: retrying a run forgets every step that did not succeed, so a tolerated "
+    "failure (continue_on_error) before the failed step is run again",
+)
+async def test_a_retry_does_not_rerun_a_tolerated_failure_before_the_failed_step(
+    stack: Stack,
+) -> None:
+    async with local_server() as server:
+        server.script("/optional", (500, {}))
+        server.script("/required", (500, {}), (200, {}))
+        flow = await stack.deploy(
+            {
+                "name": "partly",
+                "steps": [
+                    {
+                        "id": "optional",
+                        "type": "http",
+                        "method": "POST",
+                        "url": server.url("/optional"),
+                        "continue_on_error": True,
+                    },
+                    {"id": "required", "type": "http", "url": server.url("/required")},
+                ],
+            }
+        )
+        run_id = await started_run(stack, flow["id"])
+        failed = await stack.wait_for_status(run_id)
+        assert failed["status"] == "FAILED"
+
+        assert (await stack.client.post(f"/api/v1/runs/{run_id}/retry")).status_code == 202
+        run = await stack.wait_for_status(run_id)
+
+    assert run["status"] == "SUCCEEDED"
+    assert len(server.hits("/optional")) == 1
+    assert step(run, "optional") == step(failed, "optional")
