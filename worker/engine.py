@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_LOOP_ITEMS = 1000
+HTTP_TIMEOUT_SECONDS = 30.0
 MAX_STDIO_CHARS = 64 * 1024
 DEFINITION_CACHE_SIZE = 256
 
@@ -109,6 +110,17 @@ class StepFailure(Exception):
         self.output = output
         self.stdout = stdout
         self.stderr = stderr
+
+
+class _RunTimedOut(StepFailure):
+    """The run's active time ran out during (or before) this step: the step is recorded as
+    TIMEOUT and the run ends as TIMEOUT, whatever its retry or continue_on_error say."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(StepStatus.TIMEOUT, error)
+
+
+RUN_TIMEOUT_MESSAGE = "the run ran longer than SLUICE_RUN_TIMEOUT_SECONDS"
 
 
 class _RunFailed(Exception):
@@ -283,6 +295,9 @@ class _Execution:
                     finished_at=self.now(),
                 )
                 self._observe(step, record)
+                if isinstance(failure, _RunTimedOut):
+                    self.pending[key] = record
+                    raise _RunFailed(RunStatus.TIMEOUT, f"step '{key}': {failure.error}") from None
                 if step.retry is not None and attempts < step.retry.max_attempts:
                     self.pending[key] = dataclasses.replace(record, status=StepStatus.RETRYING)
                     if step.retry.backoff_seconds > 0:
@@ -373,7 +388,7 @@ class _Execution:
             raise RetryableJobError(f"sandbox failure in step '{key}': {result.error}")
         status = _SANDBOX_TO_STEP[result.status]
         if status is StepStatus.TIMEOUT and remaining < timeout:
-            raise _RunFailed(RunStatus.TIMEOUT, "ran longer than SLUICE_RUN_TIMEOUT_SECONDS")
+            raise _RunTimedOut(f"stopped: {RUN_TIMEOUT_MESSAGE}")
         error = (result.traceback or result.error or str(result.status)).strip()
         raise StepFailure(status, error, stdout=stdout, stderr=stderr)
 
@@ -384,19 +399,27 @@ class _Execution:
         body = self._render(step.body, context)
         if not isinstance(url, str):
             raise StepFailure(StepStatus.FAILED, f"url must render to a string, got {url!r}")
+        timeout = step.timeout_seconds or HTTP_TIMEOUT_SECONDS
+        remaining = self.remaining_seconds()
         spec = HttpRequestSpec(
             method=step.method,
             url=url,
             headers={str(k): str(v) for k, v in headers.items()},
             body=body,
-            timeout_seconds=min(step.timeout_seconds or 30.0, self.remaining_seconds()),
+            timeout_seconds=min(timeout, remaining),
         )
         await self._flush()
         try:
             response = await self._cancellable(self.services.http.send(spec))
         except HttpStepError as exc:
+            if remaining < timeout and exc.output is None and self._out_of_time():
+                raise _RunTimedOut(f"stopped: {RUN_TIMEOUT_MESSAGE}") from None
             raise StepFailure(StepStatus.FAILED, str(exc), output=exc.output) from None
         return _Output(response)
+
+    def _out_of_time(self) -> bool:
+        deadline = self.loaded.deadline_at
+        return deadline is not None and self.now() >= deadline
 
     async def _branch(self, step: BranchStep, scope: _Scope) -> _Output:
         try:
@@ -525,7 +548,7 @@ class _Execution:
             return self.settings.run_timeout_seconds
         remaining = (deadline - self.now()).total_seconds()
         if remaining <= 0:
-            raise _RunFailed(RunStatus.TIMEOUT, "ran longer than SLUICE_RUN_TIMEOUT_SECONDS")
+            raise _RunTimedOut(f"not started: {RUN_TIMEOUT_MESSAGE}")
         return remaining
 
     async def _cancellable(self, work: Awaitable[T]) -> T:

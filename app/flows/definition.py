@@ -127,6 +127,13 @@ class LoopStep(_Step):
     items: Template | list[JsonValue]
     steps: list[Step] = Field(min_length=1)
 
+    @field_validator("items", mode="before")
+    @classmethod
+    def _list_or_template(cls, items: Any) -> Any:
+        if not isinstance(items, str | list):
+            raise ValueError("must be a list, or a template that renders to one")
+        return items
+
 
 class DelayStep(_Step):
     """Pauses the run for `seconds`, or until `until` (an ISO 8601 time with a zone)."""

@@ -19,6 +19,8 @@ Invariants kept here and in migration 0005:
 from __future__ import annotations
 
 import enum
+import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +37,25 @@ from app.flows import resume
 from app.jobs import Lease, NewJob, Queue
 
 _SQL = queries.load("runs")
+
+# PostgreSQL cannot store NUL in text or jsonb: it is replaced by U+FFFD (an escaped NUL in
+# JSON text is one preceded by an even number of backslashes).
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _dumps(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return _JSON_NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
+
+
+def _json(value: Any) -> Jsonb:
+    """`value` as a jsonb parameter that PostgreSQL accepts (NUL characters replaced)."""
+    return Jsonb(value, dumps=_dumps)
+
+
+def _text(value: str | None) -> str | None:
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
+
 
 EXECUTE_RUN = "execute_run"
 RUN_EVENTS_CHANNEL = "sluice_runs"
@@ -126,7 +147,7 @@ async def start_webhook_run(
         {
             "run_id": run_id,
             "flow_id": flow_id,
-            "trigger": Jsonb(trigger),
+            "trigger": _json(trigger),
             "resume_secret": resume.new_secret(),
             "timeout_seconds": timeout_seconds,
             "max_attempts": max_attempts,
@@ -155,7 +176,7 @@ async def create_run(
             "flow_id": target.flow_id,
             "version_id": target.version_id,
             "version": target.version,
-            "trigger": Jsonb(trigger),
+            "trigger": _json(trigger),
             "resume_secret": resume.new_secret(),
             "parent_run_id": parent_run_id,
             "parent_step_key": parent_step_key,
@@ -282,7 +303,7 @@ def _steps_params(records: Sequence[StepRecord]) -> dict[str, Any]:
     """Step records as one JSON array (``jsonb_to_recordset`` in the SQL): one parameter
     instead of an array per column."""
     return {
-        "steps": Jsonb(
+        "steps": _json(
             [
                 {
                     "key": r.key,
@@ -291,9 +312,9 @@ def _steps_params(records: Sequence[StepRecord]) -> dict[str, Any]:
                     "status": str(r.status),
                     "attempts": r.attempts,
                     "output": r.output,
-                    "error": r.error,
-                    "stdout": r.stdout,
-                    "stderr": r.stderr,
+                    "error": _text(r.error),
+                    "stdout": _text(r.stdout),
+                    "stderr": _text(r.stderr),
                     "started_at": r.started_at.isoformat() if r.started_at else None,
                     "finished_at": r.finished_at.isoformat() if r.finished_at else None,
                 }
@@ -347,7 +368,7 @@ async def save_progress(
             "lease_seconds": lease_seconds,
             "run_id": run_id,
             **_steps_params(records),
-            "response": Jsonb(response),
+            "response": _json(response),
             "set_response": set_response,
         },
     )
@@ -378,10 +399,10 @@ async def finish_execution(
             **_lease_params(lease, owner),
             "run_id": run_id,
             "status": str(status),
-            "output": Jsonb(output),
-            "error": error,
+            "output": _json(output),
+            "error": _text(error),
             **_steps_params(records),
-            "response": Jsonb(response),
+            "response": _json(response),
             "set_response": set_response,
         },
     )
@@ -393,7 +414,7 @@ async def finish_execution(
 
 
 async def set_response(conn: AsyncConnection[Any], run_id: UUID, response: Any) -> None:
-    await conn.execute(_SQL["set_response"], {"run_id": run_id, "response": Jsonb(response)})
+    await conn.execute(_SQL["set_response"], {"run_id": run_id, "response": _json(response)})
 
 
 async def finish_run(
@@ -407,7 +428,7 @@ async def finish_run(
     """End a RUNNING run; False when something (a cancel, a timeout) ended it first."""
     cur = await conn.execute(
         _SQL["finish_run"],
-        {"run_id": run_id, "status": str(status), "output": Jsonb(output), "error": error},
+        {"run_id": run_id, "status": str(status), "output": _json(output), "error": _text(error)},
     )
     return await cur.fetchone() is not None
 
@@ -492,7 +513,7 @@ async def complete_waitpoint(
     """
     cur = await conn.execute(
         _SQL["complete_waitpoint"],
-        {"run_id": run_id, "key": key, "kind": kind, "payload": Jsonb(payload)},
+        {"run_id": run_id, "key": key, "kind": kind, "payload": _json(payload)},
     )
     if await cur.fetchone() is None:
         return False

@@ -310,8 +310,10 @@ WHERE r.id = due.id
 RETURNING r.id, due.status AS was;
 
 -- name: retry_run
--- Re-run a finished, unsuccessful run from its failed step: forget the steps that did not
--- succeed (and their waitpoints), and queue it again with a fresh timeout budget.
+-- Re-run a finished, unsuccessful run from its failed step: it is queued again with a fresh
+-- timeout budget; the execution re-runs every step whose record is not a success (a failure
+-- tolerated by continue_on_error stays as it is). Waitpoints of those steps are forgotten,
+-- so a timed-out wait waits again and a failed sub-flow is called again.
 WITH run AS (
     SELECT id FROM flow_runs
     WHERE id = %(run_id)s AND project_id = %(project_id)s
@@ -319,14 +321,13 @@ WITH run AS (
                      'LOG_SIZE_EXCEEDED', 'INTERNAL_ERROR')
     FOR UPDATE
 ),
-forgotten AS (
-    DELETE FROM step_runs s USING run
-    WHERE s.run_id = run.id AND s.status <> 'SUCCEEDED'
-    RETURNING s.key
-),
 waits AS (
     DELETE FROM waitpoints w USING run
-    WHERE w.run_id = run.id AND (w.state = 'pending' OR w.step_key IN (SELECT key FROM forgotten))
+    WHERE w.run_id = run.id
+      AND (w.state = 'pending'
+           OR NOT EXISTS (SELECT FROM step_runs s
+                          WHERE s.run_id = run.id AND s.key = w.step_key
+                            AND s.status = 'SUCCEEDED'))
 )
 UPDATE flow_runs r
 SET status = 'QUEUED', error = NULL, output = NULL, response = NULL, finished_at = NULL,
