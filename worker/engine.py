@@ -495,9 +495,17 @@ class _Execution:
 
     def _respond(self, step: RespondStep, scope: _Scope) -> _Output:
         context = self._context(scope)
+        headers = {str(k): str(v) for k, v in self._render(step.headers, context).items()}
+        for name, value in headers.items():
+            if any(c in value for c in "\r\n\x00"):
+                raise StepFailure(
+                    StepStatus.FAILED,
+                    f"header {name!r} renders to a value with a line break or NUL, "
+                    "which cannot be sent",
+                )
         self.response = {
             "status": step.status,
-            "headers": {str(k): str(v) for k, v in self._render(step.headers, context).items()},
+            "headers": headers,
             "body": self._render(step.body, context),
         }
         return _Output(self.response)

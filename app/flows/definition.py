@@ -32,6 +32,8 @@ from app.flows import templating
 FLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 STEP_ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
 # The characters of `name[extra]>=1,<2`; the worker's installer checks the full grammar.
+# An HTTP header name is a token (RFC 9110, 5.6.2).
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$"
 REQUIREMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+ ]*$"
 
 MAX_STEPS = 200
@@ -46,13 +48,15 @@ _PATTERN_HINTS = {
     "(so that it can be written steps.<id> in templates)",
     REQUIREMENT_PATTERN: "must be a requirement such as 'name', 'name==1.2' or "
     "'name[extra]>=1,<2' (no options, paths or URLs)",
+    HEADER_NAME_PATTERN: "a header name must be 1-256 letters, digits or !#$%&'*+.^_`|~- "
+    "(no spaces or separators)",
 }
 
 FlowName = Annotated[str, Field(pattern=FLOW_NAME_PATTERN)]
 StepId = Annotated[str, Field(pattern=STEP_ID_PATTERN, max_length=64)]
 Template = Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)]
 Requirement = Annotated[str, Field(pattern=REQUIREMENT_PATTERN, max_length=200)]
-Headers = dict[Annotated[str, Field(min_length=1, max_length=256)], Template]
+Headers = dict[Annotated[str, Field(pattern=HEADER_NAME_PATTERN)], Template]
 
 
 class _Model(BaseModel):
@@ -188,7 +192,7 @@ class RespondStep(_Step):
     templated: ClassVar[tuple[str, ...]] = ("headers", "body")
 
     type: Literal["respond"]
-    status: int = Field(default=200, ge=100, le=599)
+    status: int = Field(default=200, ge=200, le=599)
     headers: Headers = Field(default_factory=dict)
     body: JsonValue = None
 

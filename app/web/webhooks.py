@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import random
+import re
 import time
 import uuid
 from typing import Any
@@ -45,9 +46,15 @@ def parse_uuid(raw: str, what: str) -> UUID:
         raise ApiError(404, f"no {what} {raw!r}") from None
 
 
+# A NUL byte, or an escaped NUL in JSON (one preceded by an even number of backslashes).
+_NUL = re.compile(rb"\x00|(?<!\\)(?:\\\\)*\\u0000")
+
+
 def decode_body(raw: bytes, content_type: str | None) -> Any:
     """JSON when it parses (required when the content type says JSON), else text; an empty
-    body is an empty object."""
+    body is an empty object. NUL characters, which PostgreSQL cannot store, are refused."""
+    if _NUL.search(raw):
+        raise ApiError(400, "the body contains a NUL character (\\u0000), which cannot be stored")
     if not raw.strip():
         return {}
     declared_json = content_type is not None and (
@@ -62,6 +69,8 @@ def decode_body(raw: bytes, content_type: str | None) -> Any:
 
 
 def _trigger(request: Request, raw: bytes) -> dict[str, Any]:
+    if "\x00" in str(request.query_params):
+        raise ApiError(400, "the query contains a NUL character, which cannot be stored")
     return {
         "body": decode_body(raw, request.headers.get("content-type")),
         "headers": {

@@ -117,13 +117,14 @@ LANGUAGE sql AS $$
 $$;
 
 -- Invariant: whatever makes a run final (its last step, a cancel, a timeout, its job
--- dying), the same things follow, in the same transaction: its queued jobs go, its live
--- children end the same way (cancel and timeout), and a parent waiting on it is resumed.
+-- dying), the same things follow, in the same transaction: its live children end the same
+-- way (cancel and timeout), its pending waitpoints and queued jobs go, and a parent waiting
+-- on it is resumed. Locks are taken in the order every other writer uses — run rows
+-- (parent, then children), then waitpoints, then jobs — so a cancel racing a child's end,
+-- a resume or a pause waits for it instead of deadlocking.
 CREATE FUNCTION sluice_run_finished() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM jobs WHERE run_id = NEW.id AND state = 'queued';
-    DELETE FROM waitpoints WHERE run_id = NEW.id AND state = 'pending';
     IF NEW.status IN ('CANCELED', 'TIMEOUT') THEN
         UPDATE flow_runs
         SET status = NEW.status,
@@ -131,6 +132,8 @@ BEGIN
             finished_at = NEW.finished_at
         WHERE parent_run_id = NEW.id AND NOT sluice_run_is_final(status);
     END IF;
+    DELETE FROM waitpoints WHERE run_id = NEW.id AND state = 'pending';
+    DELETE FROM jobs WHERE run_id = NEW.id AND state = 'queued';
     IF NEW.parent_run_id IS NOT NULL AND NEW.parent_step_key IS NOT NULL THEN
         UPDATE waitpoints
         SET state = 'completed',

@@ -235,11 +235,6 @@ async def test_metrics_expose_runs_queue_and_step_durations(stack: Stack) -> Non
     assert buckets[-1].labels["le"] == "+Inf"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: retrying a run forgets every step that did not succeed, so a tolerated "
-    "failure (continue_on_error) before the failed step is run again",
-)
 async def test_a_retry_does_not_rerun_a_tolerated_failure_before_the_failed_step(
     stack: Stack,
 ) -> None:

@@ -226,11 +226,6 @@ async def test_bad_branches_and_loops_are_refused_at_deploy(database_url: str) -
         assert "duplicate step id 'r'" in problem_at(duplicate, "steps[1].steps[0].id")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a wrong type for loop.items is reported at pydantic's union-member paths "
-    '(steps[0].items.constrained-str, steps[0].items["list[json-or-python[...]]"])',
-)
 async def test_items_of_the_wrong_type_are_refused_at_the_items_path(database_url: str) -> None:
     loop = {"id": "l", "type": "loop", "items": 5, "steps": [{"id": "r", "type": "respond"}]}
     async with running_stack(database_url, with_worker=False) as stack:
@@ -239,11 +234,6 @@ async def test_items_of_the_wrong_type_are_refused_at_the_items_path(database_ur
     assert [p["path"] for p in problems] == ["steps[0].items"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: {{ trigger.body.items }} is dict.items (Jinja looks attributes up first), "
-    "not the body's 'items' key",
-)
 async def test_a_body_key_named_like_a_dict_method_is_the_keys_value(stack: Stack) -> None:
     flow = await stack.deploy(
         {

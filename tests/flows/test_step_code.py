@@ -160,11 +160,6 @@ async def test_bad_code_steps_are_refused_at_deploy_with_their_paths(database_ur
         assert "requirement" in problem_at(requirement, "steps[0].requirements[0]")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a code step cut short by SLUICE_RUN_TIMEOUT_SECONDS leaves no step record, "
-    "and the run's error does not name the step",
-)
 async def test_a_step_cut_short_by_the_run_timeout_is_recorded(database_url: str) -> None:
     async with running_stack(database_url, run_timeout_seconds=1) as stack:
         flow = await stack.deploy(
@@ -181,12 +176,6 @@ async def test_a_step_cut_short_by_the_run_timeout_is_recorded(database_url: str
     assert "'spin'" in run["error"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a NUL character in a code step's output or stdout cannot be stored; the "
-    "execution crashes, is retried as a job (re-running the step) and the run ends "
-    "FAILED with a psycopg traceback and no step record",
-)
 async def test_a_nul_character_in_output_or_stdout_is_the_steps_problem(
     database_url: str,
 ) -> None:

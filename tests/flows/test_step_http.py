@@ -126,11 +126,6 @@ async def test_bad_http_steps_are_refused_at_deploy_with_their_paths(database_ur
         assert problem_at(template, "steps[0].url")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an http step cut short by SLUICE_RUN_TIMEOUT_SECONDS fails the run as "
-    "FAILED ('timed out after 0.98s'), where a code step times it out (TIMEOUT)",
-)
 async def test_a_request_cut_short_by_the_run_timeout_times_out_the_run(
     database_url: str,
 ) -> None:

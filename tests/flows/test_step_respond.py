@@ -117,11 +117,6 @@ async def test_bad_respond_steps_are_refused_at_deploy(database_url: str) -> Non
         assert "not permitted" in problem_at(extra, "steps[0].code")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a respond status of 100-199 is accepted at deploy, and the sync reply is "
-    "then an illegal HTTP response",
-)
 async def test_an_informational_status_is_refused_at_deploy(database_url: str) -> None:
     async with running_stack(database_url, with_worker=False) as stack:
         problems = await rejected(stack, responding("early", status=101))
@@ -129,11 +124,6 @@ async def test_an_informational_status_is_refused_at_deploy(database_url: str) -
     assert problem_at(problems, "steps[0].status")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a respond header name that is not an HTTP token is accepted at deploy; "
-    "every sync reply of the flow then drops the connection",
-)
 async def test_a_header_name_that_is_not_a_token_is_refused_at_deploy(database_url: str) -> None:
     async with running_stack(database_url, with_worker=False) as stack:
         problems = await rejected(stack, responding("spaced", headers={"bad name": "v"}))
@@ -141,11 +131,6 @@ async def test_a_header_name_that_is_not_a_token_is_refused_at_deploy(database_u
     assert problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a respond header value rendered with a line break (from the trigger) makes "
-    "the server drop the sync caller's connection without a reply",
-)
 async def test_a_header_value_with_a_line_break_still_gets_a_reply(stack: Stack) -> None:
     flow = await stack.deploy(
         responding("echoes", headers={"x-echo": "{{ trigger.body.v }}"}, body="ok")

@@ -176,11 +176,6 @@ async def test_a_run_keeps_the_version_it_started_with(stack: Stack) -> None:
     assert newer["version"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a body PostgreSQL cannot store (\\u0000 in JSON, a NUL byte in text) is "
-    "answered 500 'Internal Server Error' (not JSON) instead of a 4xx",
-)
 async def test_a_body_that_cannot_be_stored_is_refused_with_a_clear_4xx(stack: Stack) -> None:
     flow = await stack.deploy(ECHO)
     url = f"/webhooks/{flow['id']}"
