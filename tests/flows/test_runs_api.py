@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from prometheus_client.samples import Sample
 
 from tests.flows.helpers import (

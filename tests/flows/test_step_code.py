@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.flows.helpers import code, problem_at, rejected, started_run, step
 from tests.flows.stack import Stack, running_stack
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
 from tests.flows.helpers import code, problem_at, rejected, step
 from tests.flows.stack import Stack, running_stack
 

@@ -7,8 +7,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from tests.flows.helpers import code, signature, started_run, step
 from tests.flows.stack import Stack, running_stack
 
