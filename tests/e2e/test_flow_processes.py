@@ -15,7 +15,6 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-import pytest
 from psycopg import AsyncConnection
 
 from app.flows import resume, runs
@@ -112,11 +111,6 @@ async def test_a_sync_caller_on_one_app_gets_the_reply_of_a_run_a_worker_elsewhe
     assert reply.json() == {"by": "b"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the engine skips the NOTIFY when it hands a reply to a sync caller in its own "
-    "process, so callers of the same run held by other app processes wait for their poll",
-)
 async def test_a_reply_handed_over_in_process_still_reaches_callers_held_elsewhere(
     database_url: str, tmp_path: Path
 ) -> None:

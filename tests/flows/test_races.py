@@ -2,8 +2,9 @@
 
 A child run's end and its parent's pause meet at the parent's waitpoint row; whichever order
 the row lock gives them, the parent is resumed exactly once. Concurrent resumes of one
-waitpoint run the rest of the flow once; a resume with a wrong token changes nothing; many
-runs of projects with different concurrency limits all finish within their limits. Races
+waitpoint run the rest of the flow once; a resume with a wrong token changes nothing; a
+cancel racing a child's end or a resume deadlocks with neither; many runs of projects with
+different concurrency limits all finish within their limits, a freed slot reused at once. Races
 are forced with real connections: one side holds a row lock in an open transaction, the other
 is started and observed blocked in pg_stat_activity, then the lock is released.
 """
@@ -34,7 +35,7 @@ from tests.e2e.flow_helpers import (
     until_status,
 )
 from tests.flows.stack import FINAL, Stack, running_stack
-from tests.integration.helpers import connect, eventually, fetchval
+from tests.integration.helpers import connect, eventually, fetchval, wait_until_blocked_on_lock
 
 # --- a child's end against its parent's pause, at the store ----------------------------------
 
@@ -67,12 +68,20 @@ class Order(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Family:
+class Call:
+    """A parent paused on its call_flow step while the child it started runs."""
+
     parent: UUID
     child: UUID
-    parent_job: Lease
     child_job: Lease
     n: int
+
+
+@dataclass(frozen=True)
+class Family(Call):
+    """A call whose parent is being executed again, holding `parent_job`."""
+
+    parent_job: Lease
 
 
 def _trigger(n: int) -> dict[str, Any]:
@@ -89,16 +98,11 @@ async def _claim(conn: AsyncConnection[Any], owner: str, run_id: UUID) -> Job:
     return job
 
 
-async def _family(
+async def _call(
     conn: AsyncConnection[Any], parent_flow: FlowTarget, child_flow: FlowTarget, n: int
-) -> Family:
-    """A parent re-executing up to its call while the child it started runs.
-
-    The parent first runs and does what `_start_child` commits: the child, the waitpoint and
-    its own pause, in one transaction. Then it is executed again before the child ends (a
-    stale execution that lost its lease settles by continuing the run), replays up to the
-    call, and finds the waitpoint still pending: it is about to pause on it again.
-    """
+) -> Call:
+    """A parent that ran up to its call and did what `_start_child` commits in one
+    transaction: the child, the waitpoint and its own pause; the child is now running."""
     async with conn.transaction():
         parent = await runs.create_run(conn, QUEUE, parent_flow, _trigger(n), timeout_seconds=600)
     first = await _claim(conn, PARENT_WORKER, parent)
@@ -120,12 +124,22 @@ async def _family(
         assert await runs.pause_run(conn, parent, expires=True, ttl_seconds=3600)
     child_job = await _claim(conn, CHILD_WORKER, child)
     assert await runs.start_run(conn, child) is not None
-    await runs.continue_run(conn, parent)
-    parent_job = await _claim(conn, PARENT_WORKER, parent)
-    loaded = await runs.start_run(conn, parent)
+    return Call(parent, child, child_job.lease, n)
+
+
+async def _family(
+    conn: AsyncConnection[Any], parent_flow: FlowTarget, child_flow: FlowTarget, n: int
+) -> Family:
+    """A parent executed again while the child it started runs (a stale execution that lost
+    its lease settles by continuing the run): it replays up to the call, finds the waitpoint
+    still pending, and is about to pause on it again."""
+    call = await _call(conn, parent_flow, child_flow, n)
+    await runs.continue_run(conn, call.parent)
+    parent_job = await _claim(conn, PARENT_WORKER, call.parent)
+    loaded = await runs.start_run(conn, call.parent)
     assert loaded is not None
     assert loaded.waitpoints[KEY].state == "pending"
-    return Family(parent, child, parent_job.lease, child_job.lease, n)
+    return Family(call.parent, call.child, call.child_job, call.n, parent_job.lease)
 
 
 Hold = Callable[[], Awaitable[None]]
@@ -154,26 +168,25 @@ async def _pause(
 
 
 async def _end_child(
-    conn: AsyncConnection[Any], family: Family, *, holding: Hold | None = None
-) -> None:
+    conn: AsyncConnection[Any], call: Call, *, holding: Hold | None = None
+) -> bool:
     """The child's last commit, as `_Execution._finish` does it; the `flow_runs_finished`
     trigger completes the parent's waitpoint and schedules the parent. `holding` runs before
-    the commit."""
-    output = {"doubled": family.n * 2}
+    the commit. False when the child had ended otherwise (a cancel)."""
     async with conn.transaction():
-        reply = await runs.finish_execution(
+        finished = await runs.finish_execution(
             conn,
-            family.child_job,
+            call.child_job,
             CHILD_WORKER,
-            run_id=family.child,
+            run_id=call.child,
             status=RunStatus.SUCCEEDED,
-            output=output,
+            output={"doubled": call.n * 2},
             error=None,
             records=[],
         )
-        assert reply is not None
         if holding is not None:
             await holding()
+    return finished.reply is not None
 
 
 async def _blocked_or_done(
@@ -204,17 +217,17 @@ async def _race(
 ) -> LockedWaitpoint | None:
     """Run the pause and the child's end on their own connections, in `order`."""
     if order is Order.CHILD_ENDS_FIRST:
-        await _end_child(ending, family)
+        assert await _end_child(ending, family)
         return await _pause(pausing, family)
     if order is Order.PAUSE_HOLDS_THE_WAITPOINT:
-        blocked: list[asyncio.Task[None]] = []
+        blocked: list[asyncio.Task[bool]] = []
 
         async def child_ends_meanwhile() -> None:
             blocked.append(asyncio.create_task(_end_child(ending, family)))
             await _blocked_or_done(observer, ending, blocked[0])
 
         went_on = await _pause(pausing, family, holding=child_ends_meanwhile)
-        await blocked[0]
+        assert await blocked[0]
         return went_on
     pause: list[asyncio.Task[LockedWaitpoint | None]] = []
 
@@ -222,7 +235,7 @@ async def _race(
         pause.append(asyncio.create_task(_pause(pausing, family)))
         await _blocked_or_done(observer, pausing, pause[0])
 
-    await _end_child(ending, family, holding=parent_pauses_meanwhile)
+    assert await _end_child(ending, family, holding=parent_pauses_meanwhile)
     return await pause[0]
 
 
@@ -257,7 +270,7 @@ async def _resumed_exactly_once(
         assert waitpoint.state == "completed"
         assert waitpoint.payload["output"] == expected
         lease = job.lease
-    assert await runs.finish_execution(
+    finished = await runs.finish_execution(
         conn,
         lease,
         PARENT_WORKER,
@@ -267,6 +280,7 @@ async def _resumed_exactly_once(
         error=None,
         records=[],
     )
+    assert finished.reply is not None
     cur = await conn.execute(
         "SELECT status, output FROM flow_runs WHERE id = ANY(%s)"
         " ORDER BY parent_run_id NULLS FIRST",
@@ -274,6 +288,17 @@ async def _resumed_exactly_once(
     )
     assert await cur.fetchall() == [("SUCCEEDED", expected), ("SUCCEEDED", expected)]
     assert await fetchval(conn, "SELECT count(*) FROM jobs") == 0
+
+
+async def _flows(conn: AsyncConnection[Any]) -> tuple[int, FlowTarget, FlowTarget]:
+    project_id, _key = await new_project(conn, "races")
+    await deploy(conn, project_id, CHILD)
+    await deploy(conn, project_id, PARENT)
+    parent_flow = await runs.find_flow_by_name(conn, project_id, "parent")
+    child_flow = await runs.find_flow_by_name(conn, project_id, "child")
+    assert parent_flow is not None
+    assert child_flow is not None
+    return project_id, parent_flow, child_flow
 
 
 @pytest.mark.parametrize("order", list(Order), ids=[o.name.lower() for o in Order])
@@ -284,13 +309,7 @@ async def test_a_child_ending_around_its_parents_pause_resumes_the_parent_exactl
     pausing = await connect(database_url)
     ending = await connect(database_url)
     async with setup, pausing, ending:
-        project_id, _key = await new_project(setup, "races")
-        await deploy(setup, project_id, CHILD)
-        await deploy(setup, project_id, PARENT)
-        parent_flow = await runs.find_flow_by_name(setup, project_id, "parent")
-        child_flow = await runs.find_flow_by_name(setup, project_id, "child")
-        assert parent_flow is not None
-        assert child_flow is not None
+        _project, parent_flow, child_flow = await _flows(setup)
         for n in range(ROUNDS_PER_ORDER):
             family = await _family(setup, parent_flow, child_flow, n)
             went_on = await _race(order, family, pausing=pausing, ending=ending, observer=setup)
@@ -299,6 +318,39 @@ async def test_a_child_ending_around_its_parents_pause_resumes_the_parent_exactl
             else:
                 assert went_on is not None, f"round {n}: paused on a completed waitpoint"
             await _resumed_exactly_once(setup, family, went_on)
+
+
+async def test_a_parents_cancel_racing_its_childs_end_deadlocks_with_neither(
+    database_url: str,
+) -> None:
+    observer = await connect(database_url)
+    holder = await connect(database_url)
+    canceling = await connect(database_url)
+    ending = await connect(database_url)
+    async with observer, holder, canceling, ending:
+        project_id, parent_flow, child_flow = await _flows(observer)
+        call = await _call(observer, parent_flow, child_flow, 7)
+
+        async def cancel_parent() -> bool:
+            async with canceling.transaction():
+                return await runs.cancel(canceling, project_id, call.parent)
+
+        # The cancel is held at the parent's waitpoint, then the child's end is held too; once
+        # the waitpoint is free both must finish, whatever locks each took on its way there
+        # (when a run's end took its waitpoints before its children, they deadlocked).
+        async with holder.transaction():
+            await holder.execute(
+                "SELECT 1 FROM waitpoints WHERE run_id = %s FOR UPDATE", (call.parent,)
+            )
+            canceled = asyncio.create_task(cancel_parent())
+            await wait_until_blocked_on_lock(observer, canceling.info.backend_pid)
+            ended = asyncio.create_task(_end_child(ending, call))
+            await wait_until_blocked_on_lock(observer, ending.info.backend_pid)
+        outcomes = await asyncio.gather(canceled, ended, return_exceptions=True)
+
+        assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+        assert await runs.status(observer, call.parent) is RunStatus.CANCELED
+        assert (await runs.status(observer, call.child)).final
 
 
 async def test_fifty_parents_calling_a_child_at_once_all_succeed_with_its_output(
@@ -427,6 +479,67 @@ async def _app_backends_waiting(observer: AsyncConnection[Any]) -> int:
     )
 
 
+WAIT_WITH_TIMEOUT: dict[str, Any] = {
+    "name": "wait-with-timeout",
+    "steps": [{"id": "approve", "type": "wait_for_webhook", "timeout_seconds": 3600}],
+}
+
+
+async def _paused_with_timeout(conn: AsyncConnection[Any], flow: FlowTarget) -> UUID:
+    """A run paused on a wait with a timeout, as `_wait` leaves it: the waitpoint pending and
+    a continuation job queued for the timeout."""
+    async with conn.transaction():
+        run_id = await runs.create_run(conn, QUEUE, flow, _trigger(0), timeout_seconds=600)
+    job = await _claim(conn, PARENT_WORKER, run_id)
+    assert await runs.start_run(conn, run_id) is not None
+    async with conn.transaction():
+        assert await runs.status(conn, run_id, lock=True) is RunStatus.RUNNING
+        locked = await runs.lock_waitpoint(
+            conn, run_id, "approve", kind="webhook", resume_in_seconds=3600
+        )
+        assert not await QUEUE.complete(conn, PARENT_WORKER, [job.lease])
+        await QUEUE.enqueue(
+            conn, runs.execute_job(run_id, flow.project_id, run_at=locked.resume_at)
+        )
+        assert await runs.pause_run(conn, run_id, expires=True, ttl_seconds=3600)
+    return run_id
+
+
+async def test_a_cancel_racing_a_resume_deadlocks_with_neither(database_url: str) -> None:
+    observer = await connect(database_url)
+    holder = await connect(database_url)
+    canceling = await connect(database_url)
+    resuming = await connect(database_url)
+    async with observer, holder, canceling, resuming:
+        project_id, _key = await new_project(observer, "cancel-and-resume")
+        await deploy(observer, project_id, WAIT_WITH_TIMEOUT)
+        flow = await runs.find_flow_by_name(observer, project_id, "wait-with-timeout")
+        assert flow is not None
+        run_id = await _paused_with_timeout(observer, flow)
+
+        async def cancel() -> bool:
+            async with canceling.transaction():
+                return await runs.cancel(canceling, project_id, run_id)
+
+        async def resume_it() -> bool:
+            async with resuming.transaction():
+                return await runs.complete_waitpoint(resuming, run_id, "approve", "webhook", {})
+
+        # The cancel is held at the run's queued job, then the resume is held too; once the
+        # job is free both must finish (when a run's end deleted its queued jobs before its
+        # waitpoints, they deadlocked).
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM jobs WHERE run_id = %s FOR UPDATE", (run_id,))
+            canceled = asyncio.create_task(cancel())
+            await wait_until_blocked_on_lock(observer, canceling.info.backend_pid)
+            resumed = asyncio.create_task(resume_it())
+            await wait_until_blocked_on_lock(observer, resuming.info.backend_pid)
+        outcomes = await asyncio.gather(canceled, resumed, return_exceptions=True)
+
+        assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+        assert await runs.status(observer, run_id) is RunStatus.CANCELED
+
+
 TWO_WAITS: dict[str, Any] = {
     "name": "two-waits",
     "steps": [
@@ -521,9 +634,7 @@ async def test_five_hundred_runs_of_three_projects_all_finish_within_their_limit
 ) -> None:
     async with (
         probe_server(hold_seconds=0.01) as probe,
-        running_stack(
-            database_url, worker_concurrency=8, pool_max_size=12, poll_interval_seconds=0.1
-        ) as stack,
+        running_stack(database_url, worker_concurrency=8, pool_max_size=12) as stack,
         await connect(database_url) as conn,
     ):
         flows = {}
@@ -555,11 +666,6 @@ async def test_five_hundred_runs_of_three_projects_all_finish_within_their_limit
         assert probe.peak["unlimited"] > 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a run without a parent ends without waking idle workers (engine _finish), "
-    "so a freed slot of a saturated project waits for the next poll",
-)
 async def test_a_freed_slot_of_a_saturated_project_is_reused_without_waiting_for_a_poll(
     database_url: str,
 ) -> None:
