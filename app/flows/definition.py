@@ -408,6 +408,8 @@ def _path(loc: tuple[int | str, ...]) -> str:
     for position, part in enumerate(loc):
         if isinstance(part, int):
             path += f"[{part}]"
+        elif part == "[key]":
+            continue  # pydantic's marker for "the key itself", already in the path
         elif (
             position >= 2
             and isinstance(loc[position - 1], int)
