@@ -33,7 +33,7 @@ import httpx
 
 from migrations import runner
 from ops.bench import _args, _database
-from ops.bench._report import Row, progress, verdict
+from ops.bench._report import Row, environment, progress, verdict
 
 FLOW: dict[str, Any] = {
     "name": "bench",
@@ -407,7 +407,9 @@ def chart(result: dict[str, Any], path: Path) -> None:
     right.set_ylabel("p99 latency (ms)")
     right.set_ylim(bottom=0)
     left.set_title(title(result["parameters"]), fontsize=9)
-    figure.legend(loc="upper right")
+    handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    left.legend(handles=handles, loc="upper left", fontsize=8)
+    left.set_ylim(top=max(rates) * 1.25)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -415,7 +417,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
 def write_outputs(folder: Path, result: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "flow.json").write_text(json.dumps(result, indent=2) + "\n")
+    record = {**result, "environment": environment()}
+    (folder / "flow.json").write_text(json.dumps(record, indent=2) + "\n")
     (folder / "flow.md").write_text(markdown(result))
     chart(result, folder / "flow.png")
     progress(f"wrote {folder}/flow.json, flow.md and flow.png")
