@@ -116,63 +116,14 @@ class Wakeup:
         self._unsubscribe()
 
 
-class Waker:
-    """Sends ``NOTIFY channel`` after commits, coalesced.
-
-    Invariant: every `wake()` is followed by a NOTIFY that is sent after `wake()` was called,
-    so a listener woken by it can see everything the caller committed before calling —
-    unless `local`, a consumer in this same process, takes the wake-up (it returns True when
-    it had room and was woken). Calls made while a NOTIFY is in flight are merged into the
-    next one: a burst of commits costs a NOTIFY per round trip, not one per commit, and
-    commits never queue on Postgres' NOTIFY lock.
-    """
-
-    def __init__(
-        self,
-        pool: AsyncConnectionPool[Any],
-        channel: str,
-        *,
-        local: Callable[[], bool] | None = None,
-    ) -> None:
-        self._pool = pool
-        self._channel = channel
-        self._local = local
-        self._pending = False
-        self._task: asyncio.Task[None] | None = None
-        self.sent = 0
-
-    def wake(self) -> None:
-        if self._local is not None and self._local():
-            return
-        self._pending = True
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._send())
-
-    async def _send(self) -> None:
-        while self._pending:
-            self._pending = False
-            try:
-                async with self._pool.connection() as conn:
-                    await conn.execute(_SQL["notify"], {"channel": self._channel, "payload": ""})
-                self.sent += 1
-            except psycopg.Error as exc:
-                # A lost wake-up costs a poll interval; the waiters re-check on their own.
-                log.warning("NOTIFY %s failed: %s", self._channel, exc)
-
-    async def aclose(self) -> None:
-        """Wait for a pending NOTIFY to be sent."""
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-
 class Publisher:
     """Sends ``NOTIFY channel, 'a,b,c'`` after commits: payloads published while a NOTIFY is
     in flight are merged into the next one (comma-separated, up to the payload limit).
 
-    Like `Waker`, every `publish()` is followed by a NOTIFY sent after the call, so a
-    listener can read what the caller committed before publishing. Payloads must not
-    contain commas.
+    Invariant: every `publish()` is followed by a NOTIFY sent after the call, so a listener
+    can read what the caller committed before publishing. A burst of commits costs a NOTIFY
+    per round trip, not one per commit, and commits never queue on Postgres' NOTIFY lock.
+    Payloads must not contain commas.
     """
 
     MAX_PAYLOAD = 7900  # Postgres refuses payloads of 8000 bytes or more.
@@ -182,6 +133,7 @@ class Publisher:
         self._channel = channel
         self._pending: dict[str, None] = {}
         self._task: asyncio.Task[None] | None = None
+        self.sent = 0
 
     def publish(self, payload: str) -> None:
         self._pending[payload] = None
@@ -203,13 +155,37 @@ class Publisher:
                     await conn.execute(
                         _SQL["notify"], {"channel": self._channel, "payload": ",".join(batch)}
                     )
+                self.sent += 1
             except psycopg.Error as exc:
+                # A lost notification costs a poll interval; the waiters re-check on their own.
                 log.warning("NOTIFY %s failed: %s", self._channel, exc)
 
     async def aclose(self) -> None:
+        """Wait for pending notifications to be sent."""
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class Waker(Publisher):
+    """Wakes the listeners of a channel after commits: a `Publisher` of an empty payload,
+    so concurrent wake-ups merge into one NOTIFY — unless `local`, a consumer in this same
+    process, takes the wake-up (it returns True when it had room and was woken)."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        channel: str,
+        *,
+        local: Callable[[], bool] | None = None,
+    ) -> None:
+        super().__init__(pool, channel)
+        self._local = local
+
+    def wake(self) -> None:
+        if self._local is not None and self._local():
+            return
+        self.publish("")
 
 
 class Watch(asyncio.Event):

@@ -281,20 +281,9 @@ class _Execution:
             try:
                 output = await self._perform(step, key, scope)
             except StepFailure as failure:
-                record = StepRecord(
-                    key=key,
-                    step_id=step.id,
-                    type=step.type,
-                    status=failure.status,
-                    attempts=attempts,
-                    output=failure.output,
-                    error=failure.error,
-                    stdout=failure.stdout,
-                    stderr=failure.stderr,
-                    started_at=started,
-                    finished_at=self.now(),
-                )
-                self._observe(step, record)
+                outcome = _Output(failure.output, failure.stdout, failure.stderr)
+                record = self._record(step, key, failure.status, attempts, outcome, started)
+                record = dataclasses.replace(record, error=failure.error)
                 if isinstance(failure, _RunTimedOut):
                     self.pending[key] = record
                     raise _RunFailed(RunStatus.TIMEOUT, f"step '{key}': {failure.error}") from None
@@ -309,27 +298,37 @@ class _Execution:
                     return None
                 status = _RUN_STATUS_FOR_STEP.get(failure.status, RunStatus.FAILED)
                 raise _RunFailed(status, f"step '{key}' failed: {failure.error}") from None
-            record = StepRecord(
-                key=key,
-                step_id=step.id,
-                type=step.type,
-                status=StepStatus.SUCCEEDED,
-                attempts=attempts,
-                output=output.value,
-                stdout=output.stdout,
-                stderr=output.stderr,
-                started_at=started,
-                finished_at=self.now(),
-            )
-            self._observe(step, record)
+            record = self._record(step, key, StepStatus.SUCCEEDED, attempts, output, started)
             self.pending[key] = record
             scope.see(step.id, record)
             return output.value
 
-    def _observe(self, step: Step, record: StepRecord) -> None:
-        if record.started_at is not None and record.finished_at is not None:
-            seconds = (record.finished_at - record.started_at).total_seconds()
-            metrics.STEP_DURATION.observe(seconds, type=step.type, status=str(record.status))
+    def _record(
+        self,
+        step: Step,
+        key: str,
+        status: StepStatus,
+        attempts: int,
+        output: _Output,
+        started: datetime,
+    ) -> StepRecord:
+        """The record of one attempt of a step, counted in the step-duration metric."""
+        finished = self.now()
+        metrics.STEP_DURATION.observe(
+            (finished - started).total_seconds(), type=step.type, status=str(status)
+        )
+        return StepRecord(
+            key=key,
+            step_id=step.id,
+            type=step.type,
+            status=status,
+            attempts=attempts,
+            output=output.value,
+            stdout=output.stdout,
+            stderr=output.stderr,
+            started_at=started,
+            finished_at=finished,
+        )
 
     async def _perform(self, step: Step, key: str, scope: _Scope) -> _Output:
         if isinstance(step, CodeStep):

@@ -410,7 +410,7 @@ async def finish_execution(
     if row is None or not row[0]:
         raise LeaseLostError(f"job {lease.job_id} attempt {lease.attempt}")
     reply = Reply(status, row[2], output, error) if row[1] else None
-    return Finished(reply, bool(row[3]))
+    return Finished(reply, bool(row[4]))
 
 
 async def set_response(conn: AsyncConnection[Any], run_id: UUID, response: Any) -> None:

@@ -109,25 +109,7 @@ SELECT status FROM flow_runs WHERE id = %(run_id)s FOR UPDATE;
 
 -- name: upsert_step_runs
 -- Record step results (one row per step instance; a retried step updates its row).
-INSERT INTO step_runs (
-    run_id, key, step_id, type, status, attempts, output, error, stdout, stderr,
-    started_at, finished_at
-)
-SELECT %(run_id)s, s.key, s.step_id, s.type, s.status, s.attempts, s.output, s.error,
-       s.stdout, s.stderr, s.started_at, s.finished_at
-FROM jsonb_to_recordset(%(steps)s::jsonb) AS s (
-    key text, step_id text, type text, status text, attempts integer, output jsonb,
-    error text, stdout text, stderr text, started_at timestamptz, finished_at timestamptz
-)
-ON CONFLICT (run_id, key) DO UPDATE
-SET status = EXCLUDED.status,
-    attempts = EXCLUDED.attempts,
-    output = EXCLUDED.output,
-    error = EXCLUDED.error,
-    stdout = EXCLUDED.stdout,
-    stderr = EXCLUDED.stderr,
-    started_at = coalesce(step_runs.started_at, EXCLUDED.started_at),
-    finished_at = EXCLUDED.finished_at;
+SELECT sluice_record_steps(%(run_id)s, %(steps)s::jsonb);
 
 -- name: save_progress
 -- Between steps: renew the job's lease and, only if it is still ours, record step results
@@ -141,21 +123,7 @@ WITH held AS (
     RETURNING id
 ),
 steps AS (
-    INSERT INTO step_runs (
-        run_id, key, step_id, type, status, attempts, output, error, stdout, stderr,
-        started_at, finished_at
-    )
-    SELECT %(run_id)s, s.key, s.step_id, s.type, s.status, s.attempts, s.output, s.error,
-           s.stdout, s.stderr, s.started_at, s.finished_at
-    FROM held, jsonb_to_recordset(%(steps)s::jsonb) AS s (
-        key text, step_id text, type text, status text, attempts integer, output jsonb,
-        error text, stdout text, stderr text, started_at timestamptz, finished_at timestamptz
-    )
-    ON CONFLICT (run_id, key) DO UPDATE
-    SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, output = EXCLUDED.output,
-        error = EXCLUDED.error, stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr,
-        started_at = coalesce(step_runs.started_at, EXCLUDED.started_at),
-        finished_at = EXCLUDED.finished_at
+    SELECT sluice_record_steps(%(run_id)s, %(steps)s::jsonb) AS recorded FROM held
 ),
 replied AS (
     UPDATE flow_runs r SET response = %(response)s
@@ -163,7 +131,8 @@ replied AS (
     WHERE r.id = %(run_id)s AND r.status = 'RUNNING' AND %(set_response)s
 )
 SELECT EXISTS (SELECT FROM held) AS held,
-       (SELECT status FROM flow_runs WHERE id = %(run_id)s) AS status;
+       (SELECT status FROM flow_runs WHERE id = %(run_id)s) AS status,
+       (SELECT recorded FROM steps) AS recorded;
 
 -- name: finish_execution
 -- The run's last step is done: delete its job (only if the lease is still ours), record
@@ -175,21 +144,7 @@ WITH held AS (
     RETURNING id
 ),
 steps AS (
-    INSERT INTO step_runs (
-        run_id, key, step_id, type, status, attempts, output, error, stdout, stderr,
-        started_at, finished_at
-    )
-    SELECT %(run_id)s, s.key, s.step_id, s.type, s.status, s.attempts, s.output, s.error,
-           s.stdout, s.stderr, s.started_at, s.finished_at
-    FROM held, jsonb_to_recordset(%(steps)s::jsonb) AS s (
-        key text, step_id text, type text, status text, attempts integer, output jsonb,
-        error text, stdout text, stderr text, started_at timestamptz, finished_at timestamptz
-    )
-    ON CONFLICT (run_id, key) DO UPDATE
-    SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, output = EXCLUDED.output,
-        error = EXCLUDED.error, stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr,
-        started_at = coalesce(step_runs.started_at, EXCLUDED.started_at),
-        finished_at = EXCLUDED.finished_at
+    SELECT sluice_record_steps(%(run_id)s, %(steps)s::jsonb) AS recorded FROM held
 ),
 ended AS (
     UPDATE flow_runs r
@@ -201,7 +156,7 @@ ended AS (
     RETURNING r.response
 )
 SELECT EXISTS (SELECT FROM held) AS held, EXISTS (SELECT FROM ended) AS ended,
-       (SELECT response FROM ended) AS response,
+       (SELECT response FROM ended) AS response, (SELECT recorded FROM steps) AS recorded,
        -- A limited project's freed slot may let a queued job of it run: wake the workers.
        (SELECT p.concurrency_limit IS NOT NULL
         FROM flow_runs r JOIN projects p ON p.id = r.project_id

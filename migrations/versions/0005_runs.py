@@ -85,6 +85,32 @@ CREATE TABLE step_runs (
     PRIMARY KEY (run_id, key)
 );
 
+-- Record step results given as a JSON array of step_runs rows; a step recorded again (a
+-- retry, a resumed pause) updates its row and keeps its first start.
+CREATE FUNCTION sluice_record_steps(p_run uuid, p_steps jsonb) RETURNS integer
+LANGUAGE sql AS $$
+    WITH written AS (
+        INSERT INTO step_runs (
+            run_id, key, step_id, type, status, attempts, output, error, stdout, stderr,
+            started_at, finished_at
+        )
+        SELECT p_run, s.key, s.step_id, s.type, s.status, s.attempts, s.output, s.error,
+               s.stdout, s.stderr, s.started_at, s.finished_at
+        FROM jsonb_to_recordset(p_steps) AS s (
+            key text, step_id text, type text, status text, attempts integer, output jsonb,
+            error text, stdout text, stderr text, started_at timestamptz,
+            finished_at timestamptz
+        )
+        ON CONFLICT (run_id, key) DO UPDATE
+        SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, output = EXCLUDED.output,
+            error = EXCLUDED.error, stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr,
+            started_at = coalesce(step_runs.started_at, EXCLUDED.started_at),
+            finished_at = EXCLUDED.finished_at
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM written
+$$;
+
 -- A pause: a delay, a wait for a resume webhook, or a wait for a child run. Completing a
 -- waitpoint and pausing on it lock the same row, so neither order loses the resume.
 CREATE TABLE waitpoints (
@@ -182,6 +208,7 @@ DOWNGRADE = r"""
 DROP TRIGGER dead_jobs_fail_run ON dead_jobs;
 DROP FUNCTION sluice_run_job_died();
 DROP TABLE waitpoints;
+DROP FUNCTION sluice_record_steps(uuid, jsonb);
 DROP TABLE step_runs;
 DROP TABLE flow_runs;
 DROP FUNCTION sluice_run_finished();
