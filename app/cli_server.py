@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, *, check: bool) -> int:
-    url = db.database_url(settings)
+    url = db.direct_url(settings)
     if check:
         status = asyncio.run(_status(url))
         if status.at_head:
@@ -73,7 +73,7 @@ async def _status(url: str) -> schema.SchemaStatus:
 def _serve(settings: Settings) -> int:
     from app.serve import serve
 
-    url = db.database_url(settings)
+    url = db.direct_url(settings)
     if settings.migrate_on_start:
         schema.upgrade(url)
     if settings.admin_api_key is None and settings.container_type.runs_app:

@@ -1,7 +1,11 @@
-"""Database access: the URL in force (configured or embedded) and the connection pool.
+"""Database access: the URLs in force (configured or embedded) and the connection pool.
 
 Pool connections are in autocommit mode: a single statement is its own transaction, and
-work that needs several statements to commit together opens ``conn.transaction()``.
+work that needs several statements to commit together opens ``conn.transaction()``. Pool
+statements never rely on session state (only transaction-level advisory locks), so the pool
+may go through a transaction-pooling PgBouncer; what needs a session — the LISTEN
+connection, session advisory locks (leadership, migrations, named locks), migrations —
+uses `direct_url`.
 """
 
 from __future__ import annotations
@@ -35,13 +39,23 @@ def database_url(settings: Settings) -> str:
     return settings.database_url.get_secret_value()
 
 
+def direct_url(settings: Settings) -> str:
+    """The URL for connections that need a session of their own (not a pooled one)."""
+    if settings.direct_database_url is not None:
+        return settings.direct_database_url.get_secret_value()
+    return database_url(settings)
+
+
 def create_pool(settings: Settings, *, name: str = "sluice") -> AsyncConnectionPool[Any]:
     """A pool over the resolved URL; open it with ``async with`` or ``await pool.open()``."""
+    kwargs: dict[str, Any] = {"autocommit": True, "application_name": name}
+    if not settings.database_prepared_statements:
+        kwargs["prepare_threshold"] = None
     return AsyncConnectionPool(
         database_url(settings),
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
-        kwargs={"autocommit": True, "application_name": name},
+        kwargs=kwargs,
         open=False,
         name=name,
     )

@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         default=None, description="PostgreSQL URL; unset starts the embedded server."
     )
+    direct_database_url: SecretStr | None = Field(
+        default=None,
+        description="A direct PostgreSQL URL (not through a transaction-pooling PgBouncer) for "
+        "LISTEN, session advisory locks and migrations; unset: SLUICE_DATABASE_URL.",
+    )
+    database_prepared_statements: bool = Field(
+        default=True,
+        description="Let frequent statements be prepared on the server; turn off behind a "
+        "PgBouncer in transaction mode older than 1.21 (or without max_prepared_statements).",
+    )
     data_dir: Path = Field(
         default=Path(".sluice"), description="Where the embedded server keeps its data."
     )

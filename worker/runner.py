@@ -125,7 +125,7 @@ class Worker:
             run_events = Publisher(pool, runs.RUN_EVENTS_CHANNEL)
             cancel_events = Publisher(pool, runs.CANCEL_CHANNEL)
             queue = queue_from(settings, waker)
-            listener = Listener(db.database_url(settings), [NOTIFY_CHANNEL, runs.CANCEL_CHANNEL])
+            listener = Listener(db.direct_url(settings), [NOTIFY_CHANNEL, runs.CANCEL_CHANNEL])
             cancels = Watchers(wake_on_reconnect=False)
             listener.subscribe(runs.CANCEL_CHANNEL, cancels.on_notify)
             # Built-in handlers own sandboxes: they close after every job has stopped (and
@@ -145,7 +145,7 @@ class Worker:
             completer = Completer(pool, queue, self.id)
             maintenance = Maintenance(
                 queue,
-                Leadership(db.database_url(settings), ROLE),
+                Leadership(db.direct_url(settings), ROLE),
                 settings.maintenance_interval_seconds,
                 on_expired=lambda expired: _announce_expired(expired, run_events, cancel_events),
             )

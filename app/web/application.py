@@ -51,7 +51,7 @@ def create_app(
         # while the database is unreachable.
         async with db.create_pool(settings, name="sluice-app") as pool:
             waker = Waker(pool, NOTIFY_CHANNEL, local=wake_local_worker)
-            listener = Listener(db.database_url(settings), [runs.RUN_EVENTS_CHANNEL])
+            listener = Listener(db.direct_url(settings), [runs.RUN_EVENTS_CHANNEL])
             listener.subscribe(runs.RUN_EVENTS_CHANNEL, watchers.on_notify)
             listening = asyncio.create_task(listener.run(), name="run-events-listener")
             run_events = Publisher(pool, runs.RUN_EVENTS_CHANNEL)
