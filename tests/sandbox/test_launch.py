@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -104,3 +105,24 @@ def test_an_interpreter_a_sandbox_uid_cannot_run_is_refused(public_dir: Path) ->
     with pytest.raises(RuntimeError, match="pass python= to the pool"):
         launch.find_python(str(hidden), for_others=True)
     assert launch.find_python(str(hidden), for_others=False) == str(hidden)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sandbox uids are used only by a root worker")
+async def test_code_below_a_private_directory_is_staged_where_sandbox_uids_can_read_it(
+    mode: SandboxMode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkout in /root (mode 0700): a sandbox uid cannot reach child.py there.
+    with tempfile.TemporaryDirectory(prefix="sluice-private-") as private:
+        os.chmod(private, 0o700)
+        child, protocol = Path(private, "child.py"), Path(private, "protocol.py")
+        shutil.copyfile(launch.CHILD, child)
+        shutil.copyfile(launch.PROTOCOL, protocol)
+        assert not launch.usable_by_others(str(child), stat.S_IROTH)
+        monkeypatch.setattr(launch, "CHILD", child)
+        monkeypatch.setattr(launch, "PROTOCOL", protocol)
+
+        async with SandboxPool(mode, warm=0) as pool:
+            result = await pool.run("p", step("def run(input, ctx):\n    return input + 1", 41))
+
+    assert result.status is StepStatus.SUCCEEDED, result.error
+    assert result.output == 42

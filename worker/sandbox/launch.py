@@ -11,6 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -64,19 +65,17 @@ class Launcher:
         self.mode = mode
         self.dedicated_uids = dedicated_uids
         self.python = find_python(python, for_others=dedicated_uids)
+        self.child = CHILD
         if dedicated_uids:
-            for path in (CHILD, PROTOCOL):
-                if not usable_by_others(str(path), stat.S_IROTH):
-                    raise RuntimeError(
-                        f"{path} is not readable by other users, so a sandbox uid cannot run it"
-                    )
+            self.child = child_for_others()
         self.env_allowlist = tuple(env_allowlist)
         self.max_uses = max_uses
         self.max_frame_bytes = max_frame_bytes
         self.tmpfs_bytes = tmpfs_bytes
         self.temp_root = temp_root
         self.bwrap = shutil.which("bwrap") or "bwrap"
-        self.base_binds = [str(CHILD.parent)] if bwrap.hidden(str(CHILD.parent)) else []
+        here = str(self.child.parent)
+        self.base_binds = [here] if bwrap.hidden(here) else []
 
     def needs_binds(self, paths: Sequence[str]) -> bool:
         """Whether a child must be started for `paths` (a spare would not see them)."""
@@ -96,7 +95,7 @@ class Launcher:
             "limit_processes": nested or uid is not None,
             "harden": not nested,
         }
-        inner = [self.python, "-I", "-S", "-B", str(CHILD), str(request_fd), str(reply_fd)]
+        inner = [self.python, "-I", "-S", "-B", str(self.child), str(request_fd), str(reply_fd)]
         inner.append(json.dumps(config, separators=(",", ":")))
         if nested:
             extra = [p for p in binds if bwrap.hidden(p)]
@@ -133,6 +132,29 @@ def find_python(explicit: str | None, *, for_others: bool) -> str:
         f"no {version} interpreter that a sandbox uid may execute (tried "
         f"{', '.join(c for c in candidates if c)}); pass python= to the pool"
     )
+
+
+def child_for_others(child: Path | None = None, protocol: Path | None = None) -> Path:
+    """A `child.py` (next to its `protocol.py`) that a sandbox uid can read: the installed
+    one, or — when the code lives below a directory other users cannot enter, such as a
+    checkout in /root — copies in a fresh world-readable directory, removed at exit."""
+    child, protocol = child or CHILD, protocol or PROTOCOL
+    if all(usable_by_others(str(p), stat.S_IROTH) for p in (child, protocol)):
+        return child
+    base = "/var/tmp" if usable_by_others("/var/tmp", stat.S_IXOTH) else tempfile.gettempdir()
+    staged = Path(tempfile.mkdtemp(prefix="sluice-child-", dir=base))
+    atexit.register(shutil.rmtree, staged, ignore_errors=True)
+    staged.chmod(0o755)
+    for source in (child, protocol):
+        target = staged / source.name
+        shutil.copyfile(source, target)
+        target.chmod(0o644)
+    if not usable_by_others(str(staged / child.name), stat.S_IROTH):
+        raise RuntimeError(
+            f"{child} is not readable by other users, and neither is a copy in {staged}, "
+            "so a sandbox uid cannot run it"
+        )
+    return staged / child.name
 
 
 def usable_by_others(path: str, bit: int) -> bool:
