@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import platform
 from pathlib import Path
 
 import psycopg
@@ -24,8 +25,15 @@ class EmbeddedDatabaseError(Exception):
 
 def start(data_dir: Path, database: str = DATABASE) -> str:
     """Start (or join) the embedded server and return the URL of `database` on it."""
-    # Deferred: only needed when no external database is configured.
-    from pgserver.postgres_server import get_server
+    try:
+        # Deferred: only needed when no external database is configured.
+        from pgserver.postgres_server import get_server
+    except ImportError:
+        raise EmbeddedDatabaseError(
+            "the embedded PostgreSQL (the pgserver package) is not available on this platform "
+            f"({platform.system().lower()} {platform.machine()}); set SLUICE_DATABASE_URL to a "
+            "PostgreSQL server"
+        ) from None
 
     pgdata = data_dir.expanduser().resolve() / "pgdata"
     try:

@@ -69,7 +69,12 @@ async def smoke(args: argparse.Namespace, report: Report) -> int:
         report.note(f"checking {args.url}")
         await _check(args.url, args.api_key, args.admin_key, args.pid, args.skip_memory, report)
     else:
-        report.note(f"starting {server.sluice_command()} serve on a temporary embedded database")
+        database = (
+            "the database of SLUICE_DATABASE_URL"
+            if os.environ.get("SLUICE_DATABASE_URL")
+            else "a temporary embedded database"
+        )
+        report.note(f"starting {server.sluice_command()} serve on {database}")
         async with server.local_server(report) as local:
             if local is not None:
                 await _check(local.url, None, local.admin_key, local.pid, args.skip_memory, report)

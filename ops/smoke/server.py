@@ -1,10 +1,11 @@
 """The smoke test's own `sluice serve`, and the resident memory of a server process.
 
 The server runs the default role (app and worker in one process) on an embedded PostgreSQL
-in a temporary directory, on a free port, with a random admin key and none of the caller's
-SLUICE_* settings. It is stopped with SIGTERM; its embedded PostgreSQL stops when the last
-process using it exits, which the `stop` step checks (and enforces) before the directory is
-removed.
+in a temporary directory (or, where the caller sets SLUICE_DATABASE_URL — platforms without
+the embedded server — on that database), on a free port, with a random admin key and none of
+the caller's other SLUICE_* settings. It is stopped with SIGTERM; its embedded PostgreSQL
+stops when the last process using it exits, which the `stop` step checks (and enforces)
+before the directory is removed.
 """
 
 from __future__ import annotations
@@ -88,10 +89,17 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
+DATABASE_SETTINGS = ("SLUICE_DATABASE_URL", "SLUICE_DIRECT_DATABASE_URL")
+
+
 async def _spawn(
     data_dir: Path, port: int, admin_key: str, log: IO[bytes]
 ) -> asyncio.subprocess.Process:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SLUICE_")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("SLUICE_") or key in DATABASE_SETTINGS
+    }
     env.update(
         SLUICE_DATA_DIR=str(data_dir),
         SLUICE_HOST="127.0.0.1",
@@ -146,6 +154,8 @@ async def _stop(process: asyncio.subprocess.Process, pgdata: Path) -> str:
         )
     if problems:
         raise Failure("; ".join(problems))
+    if not os.path.exists(pgdata):
+        return "SIGTERM: sluice serve exited with 0 (the database is an external one)"
     return "SIGTERM: sluice serve exited with 0 and its embedded PostgreSQL stopped"
 
 
