@@ -154,7 +154,7 @@ async def _stop(process: asyncio.subprocess.Process, pgdata: Path) -> str:
         )
     if problems:
         raise Failure("; ".join(problems))
-    if not os.path.exists(pgdata):
+    if not await asyncio.to_thread(os.path.exists, pgdata):
         return "SIGTERM: sluice serve exited with 0 (the database is an external one)"
     return "SIGTERM: sluice serve exited with 0 and its embedded PostgreSQL stopped"
 
