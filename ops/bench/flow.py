@@ -20,7 +20,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import httpx
 from migrations import runner
 from ops.bench import _args, _database
 from ops.bench._report import Row, environment, progress, verdict
+from ops.ports import free_port
 
 FLOW: dict[str, Any] = {
     "name": "bench",
@@ -210,7 +210,7 @@ async def _processes(
     endpoints: list[str] = []
     try:
         for role in roles:
-            port = _free_port()
+            port = free_port()
             if role != "worker":
                 endpoints.append(f"http://127.0.0.1:{port}")
             processes.append(
@@ -238,13 +238,6 @@ async def _processes(
             except TimeoutError:
                 process.kill()
                 await process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _ready(

@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from typing import IO
 
 import httpx
 
+from ops.ports import free_port
 from ops.smoke.report import Failure, Report
 
 START_SECONDS = 120.0
@@ -50,7 +50,7 @@ async def local_server(report: Report) -> AsyncIterator[LocalServer | None]:
     (step `stop`) whatever happens meanwhile."""
     root = Path(tempfile.mkdtemp(prefix="sluice-smoke-"))
     data_dir, log_path = root / "data", root / "serve.log"
-    port, admin_key = _free_port(), secrets.token_urlsafe(24)
+    port, admin_key = free_port(), secrets.token_urlsafe(24)
     url = f"http://127.0.0.1:{port}"
     process: asyncio.subprocess.Process | None = None
     try:
@@ -187,10 +187,3 @@ def _print_tail(report: Report, log_path: Path) -> None:
 
 async def _raise(error: Exception) -> str:
     raise error
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

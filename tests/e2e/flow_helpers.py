@@ -26,8 +26,8 @@ from starlette.routing import Route
 from app.flows import store
 from app.flows.definition import parse_flow
 from app.projects import create_api_key, create_project
+from ops.ports import free_port
 from tests.e2e.processes import sluice_env, started
-from tests.flows.stack import free_port
 from tests.integration.helpers import eventually, fetchval
 
 ADMIN = "admin-key-for-flow-process-tests"

@@ -14,8 +14,9 @@ from typing import Any
 import yaml
 
 from app.cli_runs import FINISHED
+from ops.ports import free_port
 from tests.e2e.processes import sluice_env, started
-from tests.e2e.test_serve import SLUICE, free_port, serving, stop, wait_for
+from tests.e2e.test_serve import SLUICE, serving, stop, wait_for
 from tests.web.test_flows_api import HELLO
 
 ADMIN = "admin-secret-for-tests"

@@ -20,6 +20,7 @@ from psycopg import AsyncConnection
 from app.flows import resume, runs
 from app.flows.runs import RunStatus
 from app.jobs import Queue
+from ops.ports import free_port
 from tests.e2e.flow_helpers import (
     app_ready,
     deploy,
@@ -30,7 +31,7 @@ from tests.e2e.flow_helpers import (
     until_status,
     worker_ready,
 )
-from tests.flows.stack import FINAL, free_port, running_stack
+from tests.flows.stack import FINAL, running_stack
 from tests.integration.helpers import connect, eventually, fetchval
 
 APPROVAL: dict[str, Any] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,10 @@ import httpx2 as httpx
 import psycopg
 import pytest
 
+from ops.ports import free_port
 from tests.e2e.processes import sluice_env, started
 
 SLUICE = [sys.executable, "-m", "app.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(url: str, status: int, process: subprocess.Popen[str], timeout: float = 60) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from ops.ports import free_port
 from tests.e2e.processes import sluice_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,12 +46,6 @@ def alive(pid: int) -> bool:
     return True
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_smoke_test_passes_against_its_own_server_and_stops_it() -> None:
     done = smoke("--skip-memory")
 
@@ -67,7 +61,7 @@ def test_the_smoke_test_passes_against_its_own_server_and_stops_it() -> None:
 
 
 def test_the_smoke_test_fails_with_the_reason_when_nothing_answers() -> None:
-    done = smoke("--url", f"http://127.0.0.1:{closed_port()}", "--api-key", "sk_x", timeout=30)
+    done = smoke("--url", f"http://127.0.0.1:{free_port()}", "--api-key", "sk_x", timeout=30)
 
     assert done.returncode == 1, done.stdout + done.stderr
     assert "[smoke] FAIL: health: ConnectError" in done.stdout

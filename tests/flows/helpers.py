@@ -26,7 +26,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.projects import create_api_key, create_project
-from tests.flows.stack import Stack, free_port
+from ops.ports import free_port
+from tests.flows.stack import Stack
 from tests.integration.helpers import connect, eventually
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from app.projects import create_api_key, create_project
 from app.settings import Settings
 from app.signals import Watchers
 from app.web import create_app
+from ops.ports import free_port
 from tests.integration.helpers import connect, eventually
 from worker.runner import Worker
 
@@ -73,13 +73,6 @@ class Stack:
 
         await eventually(reached, within=within)
         return latest
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.asynccontextmanager

@@ -10,20 +10,11 @@ import pytest
 from app.flows import runs
 from app.signals import Listener
 from app.web import application
+from ops.smoke.flows import hello
 from tests.flows.stack import Stack, running_stack
 
-HELLO: dict[str, Any] = {
-    "name": "hello",
-    "steps": [
-        {
-            "id": "compute",
-            "type": "code",
-            "code": "def run(input, ctx):\n"
-            "    return {'hello': input['trigger']['body'].get('who', 'world')}",
-        },
-        {"id": "reply", "type": "respond", "status": 200, "body": "{{ steps.compute.output }}"},
-    ],
-}
+# The minimal example, as written (also what the smoke test deploys).
+HELLO: dict[str, Any] = hello("hello")
 
 
 async def test_the_minimal_example_replies_with_a_json_object(stack: Stack) -> None:

@@ -26,7 +26,6 @@ import psycopg
 import pytest
 import uvicorn
 import yaml
-from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -37,11 +36,10 @@ from app import cli_runs
 from app.cli import main
 from app.cli_output import Console, timestamp
 from app.client import Client
-from app.settings import Settings
 from app.web import create_app
+from ops.ports import free_port
+from tests.web.apps import ADMIN, app_settings
 from tests.web.test_flows_api import HELLO
-
-ADMIN = "admin-secret-for-tests"
 
 
 class _Server(uvicorn.Server):
@@ -110,13 +108,7 @@ def sluice(capsys: pytest.CaptureFixture[str]) -> Sluice:
 @pytest.fixture
 def app_url(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The real app; SLUICE_URL and SLUICE_ADMIN_API_KEY point the CLI at it."""
-    settings = Settings(
-        database_url=SecretStr(database_url),
-        admin_api_key=SecretStr(ADMIN),
-        pool_min_size=1,
-        pool_max_size=4,
-    )
-    with serving(create_app(settings)) as url:
+    with serving(create_app(app_settings(database_url))) as url:
         monkeypatch.setenv("SLUICE_URL", url)
         monkeypatch.setenv("SLUICE_ADMIN_API_KEY", ADMIN)
         yield url
@@ -328,9 +320,7 @@ def test_key_problems_are_explained(
 def test_a_server_that_is_not_running_is_one_line(
     sluice: Sluice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("SLUICE_API_KEY", "sk_any")
     ran = sluice("flow", "list", "--url", url)
     assert (ran.code, ran.out) == (1, "")

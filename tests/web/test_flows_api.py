@@ -7,39 +7,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from app.flows import parse_flow, store
-from app.settings import Settings
-from app.web import create_app
+from ops.smoke.flows import hello
 from tests.integration.helpers import connect, create_project
+from tests.web.apps import ADMIN, app_client
 
-ADMIN = "admin-secret-for-tests"
-
-HELLO: dict[str, Any] = {
-    "name": "hello",
-    "steps": [
-        {
-            "id": "compute",
-            "type": "code",
-            "code": "def run(input, ctx):\n"
-            "    return {'hello': input['trigger']['body'].get('who', 'world')}",
-        },
-        {"id": "reply", "type": "respond", "status": 200, "body": "{{ steps.compute.output }}"},
-    ],
-}
+# The minimal example, as written (also what the smoke test deploys).
+HELLO: dict[str, Any] = hello("hello")
 
 
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=SecretStr(database_url),
-        admin_api_key=SecretStr(ADMIN),
-        pool_min_size=1,
-        pool_max_size=4,
-    )
-    with TestClient(create_app(settings)) as client:
+    with app_client(database_url) as client:
         yield client
 
 

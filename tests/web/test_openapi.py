@@ -28,10 +28,10 @@ from app.flows import flow_json_schema
 from app.settings import Settings
 from app.web import create_app
 from app.web.openapi import document
+from tests.web.apps import ADMIN, app_client
 
 jsonschema: Any = importlib.import_module("jsonschema")  # a test dependency without stubs
 
-ADMIN = "admin-secret-for-tests"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 DOCUMENT_URI = "urn:sluice:openapi"
 
@@ -214,14 +214,7 @@ OPENAPI_31 = {
 
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=SecretStr(database_url),
-        admin_api_key=SecretStr(ADMIN),
-        pool_min_size=1,
-        pool_max_size=4,
-        sync_timeout_seconds=0.2,
-    )
-    with TestClient(create_app(settings)) as client:
+    with app_client(database_url, sync_timeout_seconds=0.2) as client:
         yield client
 
 

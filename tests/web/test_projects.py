@@ -14,20 +14,12 @@ from starlette.testclient import TestClient
 from app import bootstrap
 from app.settings import Settings
 from app.web import create_app
-
-ADMIN = "admin-secret-for-tests"
+from tests.web.apps import ADMIN, app_client
 
 
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=SecretStr(database_url),
-        admin_api_key=SecretStr(ADMIN),
-        pool_min_size=1,
-        pool_max_size=4,
-        max_body_bytes=4096,
-    )
-    with TestClient(create_app(settings)) as client:
+    with app_client(database_url, max_body_bytes=4096) as client:
         yield client
 
 

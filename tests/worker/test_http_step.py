@@ -32,6 +32,7 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ops.ports import free_port
 from worker.steps import METHODS, HttpClient, HttpRequestSpec, HttpStepError, address_refusal
 from worker.steps.http import IPAddress, _PoolPerHost
 
@@ -183,9 +184,7 @@ async def strict() -> AsyncIterator[HttpClient]:
 
 @pytest.fixture
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 async def failure(client: HttpClient, request: HttpRequestSpec) -> HttpStepError:
