@@ -417,22 +417,6 @@ async def set_response(conn: AsyncConnection[Any], run_id: UUID, response: Any) 
     await conn.execute(_SQL["set_response"], {"run_id": run_id, "response": _json(response)})
 
 
-async def finish_run(
-    conn: AsyncConnection[Any],
-    run_id: UUID,
-    status: RunStatus,
-    *,
-    output: Any = None,
-    error: str | None = None,
-) -> bool:
-    """End a RUNNING run; False when something (a cancel, a timeout) ended it first."""
-    cur = await conn.execute(
-        _SQL["finish_run"],
-        {"run_id": run_id, "status": str(status), "output": _json(output), "error": _text(error)},
-    )
-    return await cur.fetchone() is not None
-
-
 async def pause_run(
     conn: AsyncConnection[Any], run_id: UUID, *, expires: bool, ttl_seconds: float
 ) -> bool:

@@ -166,14 +166,6 @@ SELECT EXISTS (SELECT FROM held) AS held, EXISTS (SELECT FROM ended) AS ended,
 -- A respond step ran: the reply for sync callers (and a parent's call_flow).
 UPDATE flow_runs SET response = %(response)s WHERE id = %(run_id)s AND status = 'RUNNING';
 
--- name: finish_run
--- The run ends; only a RUNNING run (a cancel or timeout that came first stands).
-UPDATE flow_runs
-SET status = %(status)s, output = %(output)s, error = %(error)s, finished_at = now(),
-    deadline_at = NULL
-WHERE id = %(run_id)s AND status = 'RUNNING'
-RETURNING id;
-
 -- name: pause_run
 -- The run waits: keep its remaining timeout budget; expire it after the TTL when it waits
 -- on something with no known time.
