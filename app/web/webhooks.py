@@ -69,14 +69,15 @@ def decode_body(raw: bytes, content_type: str | None) -> Any:
 
 
 def _trigger(request: Request, raw: bytes) -> dict[str, Any]:
-    if "\x00" in str(request.query_params):
+    query = dict(request.query_params)
+    if any("\x00" in key + value for key, value in query.items()):
         raise ApiError(400, "the query contains a NUL character, which cannot be stored")
     return {
         "body": decode_body(raw, request.headers.get("content-type")),
         "headers": {
             name: value for name, value in request.headers.items() if name not in _UNSTORED_HEADERS
         },
-        "query": dict(request.query_params),
+        "query": query,
     }
 
 

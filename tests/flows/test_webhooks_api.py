@@ -182,7 +182,8 @@ async def test_a_body_that_cannot_be_stored_is_refused_with_a_clear_4xx(stack: S
         url, content=b'{"a": "x\\u0000y"}', headers={"content-type": "application/json"}
     )
     raw = await stack.client.post(url, content=b"x\x00y", headers={"content-type": "text/plain"})
+    query = await stack.client.post(f"{url}?q=x%00y", json={})
 
-    for refused in (escaped, raw):
+    for refused in (escaped, raw, query):
         assert 400 <= refused.status_code < 500, refused.text
         assert "error" in refused.json()
