@@ -618,6 +618,14 @@ class _Execution:
         if status is not RunStatus.RUNNING:
             await self._stop_ended_elsewhere()
 
+    def _job_done(self, *, wake: bool) -> None:
+        """This execution's job was deleted by a committed write: the worker must stop
+        renewing it. With `wake`, idle workers hear that a slot is free: a queued run of a
+        limited project may start now (a paused or rescheduled run holds no slot)."""
+        self.services.settled(self.job.id)
+        if wake:
+            self.services.queue.wake()
+
     def _announce(self, reply: runs.Reply | None) -> None:
         """Wake the run's sync callers after a commit: those in this process get `reply` (as
         committed) directly, and a NOTIFY tells other processes to read it. The NOTIFY is
@@ -651,20 +659,19 @@ class _Execution:
                 )
             except runs.LeaseLostError:
                 raise LeaseLost(self.job) from None
-        self.services.settled(self.job.id)
+        # Wake idle workers only when it can matter (this is the hot path): for a freed slot
+        # of a limited project, or for a parent this run's end scheduled.
+        self._job_done(wake=finished.gated or self.loaded.parent_run_id is not None)
         self._committed()
         metrics.RUNS_FINISHED.inc(status=str(status))
         self._announce(finished.reply)
-        if finished.gated or self.loaded.parent_run_id is not None:
-            # A freed slot of a limited project, or a parent this run's end scheduled.
-            self.services.queue.wake()
 
     async def _settle_job(self, conn: AsyncConnection[Any]) -> None:
         """Delete this execution's job; schedule the run again if it is live (retried)."""
         async with conn.transaction():
             await self.services.queue.complete(conn, self.services.owner, [self.job.lease])
             await runs.continue_run(conn, self.run_id)
-        self.services.settled(self.job.id)
+        self._job_done(wake=True)
 
     async def _stop_ended_elsewhere(self) -> None:
         async with self.services.pool.connection() as conn:
@@ -681,7 +688,7 @@ class _Execution:
             await self.services.queue.enqueue(
                 conn, runs.execute_job(self.run_id, self.loaded.project_id, run_at=run_at)
             )
-        self.services.settled(self.job.id)
+        self._job_done(wake=True)
         self._committed()
         raise _Stopped
 
@@ -727,12 +734,12 @@ class _Execution:
                     )
                     await self._write_pending(conn)
         if ended:
-            self.services.settled(self.job.id)
+            self._job_done(wake=True)
             raise _Stopped
         if step.wait:
-            self.services.settled(self.job.id)
+            self._job_done(wake=False)
         self._committed()
-        self.services.queue.wake()
+        self.services.queue.wake()  # the child's job, and the slot the paused parent freed
         if step.wait:
             self.services.run_events.publish(str(self.run_id))
             raise _Stopped
@@ -774,7 +781,7 @@ class _Execution:
                     await self._pause_locked(conn, step, key, locked.resume_at)
                     outcome = "paused"
         if outcome in ("ended", "paused"):
-            self.services.settled(self.job.id)
+            self._job_done(wake=True)
         if outcome == "ended":
             raise _Stopped
         self._committed()

@@ -690,3 +690,35 @@ async def test_a_freed_slot_of_a_saturated_project_is_reused_without_waiting_for
         await until_status(conn, first.json()["run_id"], "SUCCEEDED")
         await probe.wait_for_hits("second", 1, within=5)
         assert await until_status(conn, second.json()["run_id"], *FINAL) == "SUCCEEDED"
+
+
+WORK_THEN_WAIT: dict[str, Any] = {
+    "name": "work-then-wait",
+    "steps": [
+        {"id": "work", "type": "http", "method": "POST", "url": "{{ trigger.body.url }}"},
+        {"id": "approve", "type": "wait_for_webhook"},
+    ],
+}
+
+
+async def test_a_run_that_pauses_frees_its_limited_projects_slot_without_waiting_for_a_poll(
+    database_url: str,
+) -> None:
+    # A paused run holds no slot: pausing must wake the idle worker for the queued run.
+    async with (
+        probe_server() as probe,
+        running_stack(database_url, poll_interval_seconds=60) as stack,
+        await connect(database_url) as conn,
+    ):
+        project_id, _key = await new_project(conn, "pausing-one-at-a-time", 1)
+        flow = await deploy(conn, project_id, WORK_THEN_WAIT)
+        gate = probe.close_gate("first")
+        first = await stack.client.post(f"/webhooks/{flow}", json={"url": probe.url("first")})
+        await probe.wait_for_hits("first", 1)
+        second = await stack.client.post(f"/webhooks/{flow}", json={"url": probe.url("second")})
+        assert await run_status(conn, second.json()["run_id"]) == "QUEUED"
+
+        gate.set()
+
+        assert await until_status(conn, first.json()["run_id"], "PAUSED") == "PAUSED"
+        await probe.wait_for_hits("second", 1, within=5)
