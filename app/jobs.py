@@ -4,18 +4,21 @@ The only module that runs ``app/sql/jobs.sql``. Every call takes the connection 
 so an enqueue can commit together with the caller's rows (pass a connection inside
 ``conn.transaction()``); on an autocommit connection each call is its own transaction.
 
-Invariants kept here and in the claim function of migration 0001:
+Invariants kept here, in the claim function of migration 0001 and the fence of 0006:
 
 * One holder per job, fenced: a claim leases the job to one owner with a new attempt
-  number. Heartbeat, completion, retry and failure act only
-  ``WHERE lease_owner = owner AND attempt = attempt AND state = 'running'``; a write that
-  matches nothing reports the lease as lost and changes nothing.
+  number. Heartbeat, completion, retry and failure act only where
+  ``sluice_lease_held(job, owner, attempt)`` (running, this owner, this attempt); a write
+  that matches nothing reports the lease as lost and changes nothing. A caller that ends
+  its job together with its own writes does so inside its transaction (`complete_tx`,
+  `hold_tx`) and gets KEPT or LOST back.
 * Per-project concurrency never overshoots (see ``sluice_claim_jobs``).
 * Time-dependent statements take ``now``; ``None`` means the database clock.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 from collections.abc import Sequence
@@ -82,6 +85,15 @@ class Lease(NamedTuple):
 
     job_id: int
     attempt: int
+
+
+class Fence(enum.Enum):
+    """What a fenced write inside the caller's transaction found."""
+
+    KEPT = "kept"
+    """The job is still ours at this attempt; the write happened."""
+    LOST = "lost"
+    """Another holder took the job over (or it is gone); nothing was written."""
 
 
 class Enqueued(NamedTuple):
@@ -233,6 +245,27 @@ class Queue:
         completion was refused because another holder took the job over."""
         lost, _kept = await self._fenced(conn, "complete_jobs", owner, leases)
         return lost
+
+    async def complete_tx(self, conn: AsyncConnection[Any], owner: str, lease: Lease) -> Fence:
+        """Delete the job inside the caller's transaction, which records what the job did:
+        the job's end commits with it, or (LOST) the caller must roll back."""
+        lost, _kept = await self._fenced(conn, "complete_jobs", owner, [lease])
+        return Fence.LOST if lost else Fence.KEPT
+
+    async def hold_tx(
+        self,
+        conn: AsyncConnection[Any],
+        owner: str,
+        lease: Lease,
+        *,
+        now: datetime | None = None,
+    ) -> Fence:
+        """Renew the lease inside the caller's transaction: its writes commit only while the
+        job is still ours (LOST: roll back)."""
+        lost, _kept = await self._fenced(
+            conn, "renew_leases", owner, [lease], lease_seconds=self.lease_seconds, now=now
+        )
+        return Fence.LOST if lost else Fence.KEPT
 
     async def release(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from importlib import resources
+from pathlib import Path
 from typing import LiteralString
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
@@ -47,3 +48,9 @@ def load(file: str) -> dict[str, LiteralString]:
     """The named blocks of ``app/sql/<file>.sql``."""
     text = resources.files("app").joinpath("sql", f"{file}.sql").read_text(encoding="utf-8")
     return parse(text, f"app/sql/{file}.sql")
+
+
+def sql_files() -> list[Path]:
+    """Every ``app/sql/*.sql`` file shipped with the package."""
+    folder = Path(str(resources.files("app").joinpath("sql")))
+    return sorted(folder.glob("*.sql"))

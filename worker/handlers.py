@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pydantic
-from psycopg_pool import AsyncConnectionPool
 
-from app.flows.runs import EXECUTE_RUN
-from app.jobs import Job, Queue
+from app.flows.model import EXECUTE_RUN
+from app.jobs import Job
 from app.settings import SandboxSetting, Settings
-from app.signals import Publisher, Watchers
 from worker.cache_requirements import RequirementsInstaller
 from worker.code import CodeError, CodeRunner, limits_from
-from worker.engine import EngineServices, FlowEngine
 from worker.executor import Handler, PermanentJobError, RetryableJobError
+from worker.flow import FlowEngine
+from worker.flow.performers import Performers
 from worker.sandbox import SandboxPool, StepStatus, resolve_mode
+from worker.services import WorkerServices
 from worker.steps.http import HttpClient
 
 RUN_STEP = "run_step"
@@ -72,20 +72,6 @@ class StepRunner:
         }
 
 
-@dataclasses.dataclass(frozen=True)
-class WorkerServices:
-    """What the flow engine needs from the worker that runs it."""
-
-    pool: AsyncConnectionPool[Any]
-    queue: Queue
-    owner: str
-    run_events: Publisher
-    cancels: Watchers
-    settled: Callable[[int], None]
-    """Called with a job's id once a handler deleted the job (its outcome is written)."""
-    local_replies: Watchers
-
-
 @contextlib.asynccontextmanager
 async def default_handlers(
     settings: Settings, services: WorkerServices | None = None
@@ -102,19 +88,5 @@ async def default_handlers(
         code = CodeRunner(sandboxes, installer, limits_from(settings))
         handlers: dict[str, Handler] = {RUN_STEP: StepRunner(code)}
         if services is not None:
-            engine = FlowEngine(
-                EngineServices(
-                    settings=settings,
-                    pool=services.pool,
-                    queue=services.queue,
-                    owner=services.owner,
-                    code=code,
-                    http=http,
-                    run_events=services.run_events,
-                    cancels=services.cancels,
-                    settled=services.settled,
-                    local_replies=services.local_replies,
-                )
-            )
-            handlers[EXECUTE_RUN] = engine
+            handlers[EXECUTE_RUN] = FlowEngine(settings, services, Performers(code, http))
         yield handlers

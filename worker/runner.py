@@ -31,15 +31,16 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from app import db, metrics, workers
-from app.flows import runs
+from app.flows import model, runs
 from app.jobs import NOTIFY_CHANNEL, Job, Lease, Queue, queue_from
 from app.locks import Leadership
 from app.settings import Settings
 from app.signals import Listener, Publisher, Waker, Wakeup, Watchers
 from worker.completer import Completer
 from worker.executor import Executor, Handler, Outcome, Verdict
-from worker.handlers import WorkerServices, default_handlers
+from worker.handlers import default_handlers
 from worker.maintenance import ROLE, Maintenance
+from worker.services import WorkerServices
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +123,12 @@ class Worker:
             )
             await pool.wait(timeout=30)
             waker = Waker(pool, NOTIFY_CHANNEL)
-            run_events = Publisher(pool, runs.RUN_EVENTS_CHANNEL)
-            cancel_events = Publisher(pool, runs.CANCEL_CHANNEL)
+            run_events = Publisher(pool, model.RUN_EVENTS_CHANNEL)
+            cancel_events = Publisher(pool, model.CANCEL_CHANNEL)
             queue = queue_from(settings, waker)
-            listener = Listener(db.direct_url(settings), [NOTIFY_CHANNEL, runs.CANCEL_CHANNEL])
+            listener = Listener(db.direct_url(settings), [NOTIFY_CHANNEL, model.CANCEL_CHANNEL])
             cancels = Watchers(wake_on_reconnect=False)
-            listener.subscribe(runs.CANCEL_CHANNEL, cancels.on_notify)
+            listener.subscribe(model.CANCEL_CHANNEL, cancels.on_notify)
             # Built-in handlers own sandboxes: they close after every job has stopped (and
             # before the pool).
             if self._handlers is None:
@@ -398,5 +399,5 @@ def _announce_expired(
     """Runs that just timed out: wake their sync callers, stop their executions."""
     for run in expired:
         run_events.publish(str(run.run_id))
-        if run.was is runs.RunStatus.RUNNING:
+        if run.was is model.RunStatus.RUNNING:
             cancel_events.publish(str(run.run_id))

@@ -47,30 +47,26 @@ UPDATE jobs j
 SET lease_expires_at = coalesce(%(now)s::timestamptz, now())
                        + make_interval(secs => %(lease_seconds)s)
 WHERE j.id = ANY (%(job_ids)s::bigint[])
-  AND j.attempt = (%(attempts)s::integer[])[array_position(%(job_ids)s::bigint[], j.id)]
-  AND j.lease_owner = %(owner)s
-  AND j.state = 'running'
+  AND sluice_lease_held(
+      j, %(owner)s, (%(attempts)s::integer[])[array_position(%(job_ids)s::bigint[], j.id)]
+  )
 RETURNING j.id AS job_id;
 
 -- name: complete_jobs
 -- Delete finished jobs; a job not returned was no longer ours (lease lost).
 DELETE FROM jobs j
 WHERE j.id = ANY (%(job_ids)s::bigint[])
-  AND j.attempt = (%(attempts)s::integer[])[array_position(%(job_ids)s::bigint[], j.id)]
-  AND j.lease_owner = %(owner)s
-  AND j.state = 'running'
+  AND sluice_lease_held(
+      j, %(owner)s, (%(attempts)s::integer[])[array_position(%(job_ids)s::bigint[], j.id)]
+  )
 RETURNING j.id AS job_id;
 
 -- name: retry_job
 -- Re-queue after a failure with a delay, or bury it once attempts are spent; no row: lost.
 WITH held AS (
-    SELECT id, attempt, max_attempts
-    FROM jobs
-    WHERE id = %(job_id)s
-      AND attempt = %(attempt)s
-      AND lease_owner = %(owner)s
-      AND state = 'running'
-      AND NOT %(final)s
+    SELECT j.id, j.attempt < j.max_attempts AND NOT %(final)s AS again
+    FROM jobs j
+    WHERE j.id = %(job_id)s AND sluice_lease_held(j, %(owner)s, %(attempt)s)
     FOR UPDATE
 ),
 requeued AS (
@@ -81,16 +77,13 @@ requeued AS (
         last_error = %(error)s,
         run_at = coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(delay_seconds)s)
     FROM held
-    WHERE j.id = held.id AND held.attempt < held.max_attempts
+    WHERE j.id = held.id AND held.again
     RETURNING j.id
 ),
 finished AS (
     DELETE FROM jobs j
-    WHERE j.id = %(job_id)s
-      AND j.attempt = %(attempt)s
-      AND j.lease_owner = %(owner)s
-      AND j.state = 'running'
-      AND (%(final)s OR j.attempt >= j.max_attempts)
+    USING held
+    WHERE j.id = held.id AND NOT held.again
     RETURNING j.*
 ),
 buried AS (
@@ -158,7 +151,7 @@ SET state = 'queued',
     run_at = coalesce(%(now)s::timestamptz, now()),
     last_error = 'released by worker ' || %(owner)s || ' stopping'
 WHERE j.id = ANY (%(job_ids)s::bigint[])
-  AND j.attempt = (%(attempts)s::integer[])[array_position(%(job_ids)s::bigint[], j.id)]
-  AND j.lease_owner = %(owner)s
-  AND j.state = 'running'
+  AND sluice_lease_held(
+      j, %(owner)s, (%(attempts)s::integer[])[array_position(%(job_ids)s::bigint[], j.id)]
+  )
 RETURNING j.id AS job_id;

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from app import db
-from app.flows import runs
+from app.flows import model
 from app.jobs import NOTIFY_CHANNEL, Queue, queue_from
 from app.settings import Settings
 from app.signals import Listener, Publisher, Waker, Watchers
@@ -51,11 +51,11 @@ def create_app(
         # while the database is unreachable.
         async with db.create_pool(settings, name="sluice-app") as pool:
             waker = Waker(pool, NOTIFY_CHANNEL, local=wake_local_worker)
-            listener = Listener(db.direct_url(settings), [runs.RUN_EVENTS_CHANNEL])
-            listener.subscribe(runs.RUN_EVENTS_CHANNEL, watchers.on_notify)
+            listener = Listener(db.direct_url(settings), [model.RUN_EVENTS_CHANNEL])
+            listener.subscribe(model.RUN_EVENTS_CHANNEL, watchers.on_notify)
             listening = asyncio.create_task(listener.run(), name="run-events-listener")
-            run_events = Publisher(pool, runs.RUN_EVENTS_CHANNEL)
-            cancel_events = Publisher(pool, runs.CANCEL_CHANNEL)
+            run_events = Publisher(pool, model.RUN_EVENTS_CHANNEL)
+            cancel_events = Publisher(pool, model.CANCEL_CHANNEL)
             try:
                 yield {
                     "settings": settings,

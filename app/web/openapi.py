@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 
 from app import metrics
 from app.flows import flow_json_schema, run_views
-from app.flows.runs import RunStatus, StepStatus
+from app.flows.model import RunStatus, StepStatus
 from app.web.webhooks import SIGNATURE_HEADER
 
 Json = dict[str, Any]

@@ -9,8 +9,9 @@ from uuid import UUID
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.flows import run_views, runs
-from app.flows.runs import RunStatus
+from app.flows import control, run_views
+from app.flows.control import RunBudget
+from app.flows.model import RunStatus
 from app.web import auth
 from app.web.errors import ApiError
 from app.web.webhooks import parse_uuid
@@ -80,7 +81,7 @@ async def cancel(request: Request) -> JSONResponse:
     state = request.state
     async with state.pool.connection() as conn:
         async with conn.transaction():
-            canceled = await runs.cancel(conn, project_id, run_id)
+            canceled = await control.cancel(conn, project_id, run_id)
         stopped = await run_views.run_tree(conn, run_id) if canceled else []
     if not canceled:
         run = await _run(request, project_id, run_id)
@@ -96,13 +97,7 @@ async def retry(request: Request) -> JSONResponse:
     run_id = parse_uuid(request.path_params["run_id"], "run")
     state = request.state
     async with state.pool.connection() as conn, conn.transaction():
-        retried = await runs.retry(
-            conn,
-            state.queue,
-            project_id,
-            run_id,
-            timeout_seconds=state.settings.run_timeout_seconds,
-        )
+        retried = await control.retry(conn, project_id, run_id, RunBudget.of(state.settings))
     if not retried:
         run = await _run(request, project_id, run_id)
         raise ApiError(

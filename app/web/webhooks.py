@@ -27,7 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app import metrics
-from app.flows import resume, runs
+from app.flows import control, resume
+from app.flows.control import RunBudget
+from app.flows.model import Reply, RunStatus
 from app.signals import Watch
 from app.web.body import read_limited
 from app.web.errors import ApiError
@@ -107,13 +109,8 @@ async def _webhook(request: Request, *, sync: bool) -> Response:
     # Watched before the run exists, its reply cannot be missed: no first read is needed.
     with state.run_watchers.watch(str(run_id)) as replied:
         async with state.pool.connection() as conn:
-            started = await runs.start_webhook_run(
-                conn,
-                run_id,
-                flow_id,
-                trigger,
-                timeout_seconds=settings.run_timeout_seconds,
-                max_attempts=settings.job_max_attempts,
+            started = await control.start_webhook_run(
+                conn, run_id, flow_id, trigger, RunBudget.of(settings)
             )
             if not started:
                 await _start_signed_run(request, conn, run_id, flow_id, raw, trigger)
@@ -143,20 +140,13 @@ async def _start_signed_run(
 ) -> None:
     """The slow path: the flow is unknown, disabled, or wants a signed body."""
     state = request.state
-    target = await runs.find_webhook_flow(conn, flow_id)
+    target = await control.find_webhook_flow(conn, flow_id)
     if target is None:
         raise ApiError(404, f"no enabled flow {flow_id}")
     if target.secret is not None:
         _check_signature(target.secret, raw, request.headers.get(SIGNATURE_HEADER))
     async with conn.transaction():
-        await runs.create_run(
-            conn,
-            state.queue,
-            target,
-            trigger,
-            timeout_seconds=state.settings.run_timeout_seconds,
-            run_id=run_id,
-        )
+        await control.create_run(conn, target, trigger, RunBudget.of(state.settings), run_id=run_id)
 
 
 async def resume_run(request: Request) -> Response:
@@ -172,7 +162,7 @@ async def _resume(request: Request, *, sync: bool) -> Response:
     run_id = parse_uuid(request.path_params["run_id"], "run")
     not_found = ApiError(404, "no such run, or the token does not match a waiting step")
     async with state.pool.connection() as conn:
-        target = await runs.resume_target(conn, run_id)
+        target = await control.resume_target(conn, run_id)
     if target is None:
         raise not_found
     key = resume.verify(target.resume_secret, request.path_params["token"])
@@ -184,9 +174,9 @@ async def _resume(request: Request, *, sync: bool) -> Response:
         raise ApiError(409, f"the run has ended ({target.status}); nothing to resume")
     with state.run_watchers.watch(str(run_id)) as replied:
         async with state.pool.connection() as conn, conn.transaction():
-            resumed = await runs.complete_waitpoint(conn, run_id, key, "webhook", payload)
+            resumed = await control.complete_waitpoint(conn, run_id, key, "webhook", payload)
             if resumed and sync:
-                await runs.clear_response(conn, run_id)
+                await control.clear_response(conn, run_id)
         if not resumed:
             raise ApiError(409, f"step '{key}' was resumed already (or timed out)")
         state.queue.wake()
@@ -220,7 +210,7 @@ async def wait_for_reply(
     poll_seconds: float,
     *,
     watching: Watch | None = None,
-) -> runs.Reply | None:
+) -> Reply | None:
     """The run's reply (its response, or its end); None when `within_seconds` pass first.
 
     `watching` is the run's watcher event when the caller registered it before the run
@@ -239,17 +229,17 @@ async def _await_reply(
     within_seconds: float,
     poll_seconds: float,
     read_first: bool,
-) -> runs.Reply | None:
+) -> Reply | None:
     deadline = time.monotonic() + within_seconds
     read = read_first
     while True:
-        if isinstance(event.value, runs.Reply):
+        if isinstance(event.value, Reply):
             # Handed over by the engine in this process, after its commit.
             return event.value
         if read:
             event.clear()  # listen first, then read: an event from now on is not lost
             async with state.pool.connection() as conn:
-                reply = await runs.reply(conn, run_id)
+                reply = await control.reply(conn, run_id)
             if reply is None or reply.response is not None or reply.status.final:
                 return reply
         remaining = deadline - time.monotonic()
@@ -261,7 +251,7 @@ async def _await_reply(
         read = True
 
 
-def reply_response(run_id: UUID, reply: runs.Reply) -> Response:
+def reply_response(run_id: UUID, reply: Reply) -> Response:
     headers = {"x-sluice-run-id": str(run_id)}
     if reply.response is not None:
         given = {
@@ -275,7 +265,7 @@ def reply_response(run_id: UUID, reply: runs.Reply) -> Response:
             given.setdefault("content-type", "text/plain; charset=utf-8")
             return Response(body, status_code=status, headers={**given, **headers})
         return JSONResponse(body, status_code=status, headers={**given, **headers})
-    if reply.status is runs.RunStatus.SUCCEEDED:
+    if reply.status is RunStatus.SUCCEEDED:
         return JSONResponse(reply.output, status_code=200, headers=headers)
     return JSONResponse(
         {"run_id": str(run_id), "status": str(reply.status), "error": reply.error},

@@ -18,7 +18,7 @@ import httpx
 from psycopg import AsyncConnection
 
 from app.flows import resume, runs
-from app.flows.runs import RunStatus
+from app.flows.model import RunStatus, Writes
 from app.jobs import Queue
 from ops.ports import free_port
 from tests.e2e.flow_helpers import (
@@ -175,9 +175,7 @@ async def test_a_sync_caller_gets_its_reply_by_polling_when_no_notification_come
                     status=RunStatus.SUCCEEDED,
                     output=response,
                     error=None,
-                    records=[],
-                    response=response,
-                    set_response=True,
+                    writes=Writes(response=response, responded=True),
                 )
                 # The poll is 0.5 s, the sync timeout 30 s: only the poll answers this soon.
                 answered, _ = await asyncio.wait({held}, timeout=5)

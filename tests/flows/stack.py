@@ -13,7 +13,7 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 
-from app.flows.runs import RunStatus
+from app.flows.model import RunStatus
 from app.projects import create_api_key, create_project
 from app.settings import Settings
 from app.signals import Watchers

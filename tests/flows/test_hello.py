@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.flows import runs
+from app.flows import control
 from app.signals import Listener
 from app.web import application
 from ops.smoke.flows import hello
@@ -63,7 +63,7 @@ async def test_a_worker_in_the_app_process_hands_the_reply_over_directly(
     async def no_read(*args: object) -> None:
         reads.append(args)
 
-    monkeypatch.setattr(runs, "reply", no_read)
+    monkeypatch.setattr(control, "reply", no_read)
     async with running_stack(
         database_url,
         in_process_replies=True,

@@ -23,8 +23,10 @@ from uuid import UUID, uuid4
 import pytest
 from psycopg import AsyncConnection
 
-from app.flows import resume, runs
-from app.flows.runs import FlowTarget, LockedWaitpoint, RunStatus, StepRecord, StepStatus
+from app.flows import control, resume, runs
+from app.flows.control import FlowTarget, RunBudget
+from app.flows.model import RunStatus, StepRecord, StepStatus, Writes
+from app.flows.runs import LockedWaitpoint
 from app.jobs import Job, Lease, Queue
 from tests.e2e.flow_helpers import (
     Probe,
@@ -40,6 +42,7 @@ from tests.integration.helpers import connect, eventually, fetchval, wait_until_
 # --- a child's end against its parent's pause, at the store ----------------------------------
 
 QUEUE = Queue()
+BUDGET = RunBudget(timeout_seconds=600, max_attempts=5)
 PARENT_WORKER = "worker-of-the-parent"
 CHILD_WORKER = "worker-of-the-child"
 KEY = "call"
@@ -104,23 +107,22 @@ async def _call(
     """A parent that ran up to its call and did what `_start_child` commits in one
     transaction: the child, the waitpoint and its own pause; the child is now running."""
     async with conn.transaction():
-        parent = await runs.create_run(conn, QUEUE, parent_flow, _trigger(n), timeout_seconds=600)
+        parent = await control.create_run(conn, parent_flow, _trigger(n), BUDGET)
     first = await _claim(conn, PARENT_WORKER, parent)
     assert await runs.start_run(conn, parent) is not None
     async with conn.transaction():
         assert await runs.status(conn, parent, lock=True) is RunStatus.RUNNING
-        child = await runs.create_run(
+        child = await control.create_run(
             conn,
-            QUEUE,
             child_flow,
             _trigger(n),
-            timeout_seconds=600,
+            BUDGET,
             parent_run_id=parent,
             parent_step_key=KEY,
         )
         await runs.lock_waitpoint(conn, parent, KEY, kind="subflow", child_run_id=child)
         assert not await QUEUE.complete(conn, PARENT_WORKER, [first.lease])
-        await runs.record_steps(conn, parent, [_paused()])
+        await runs.record(conn, parent, Writes((_paused(),)))
         assert await runs.pause_run(conn, parent, expires=True, ttl_seconds=3600)
     child_job = await _claim(conn, CHILD_WORKER, child)
     assert await runs.start_run(conn, child) is not None
@@ -162,7 +164,7 @@ async def _pause(
             await runs.close_waitpoint(conn, parent, KEY)
             return locked
         assert not await QUEUE.complete(conn, PARENT_WORKER, [family.parent_job])
-        await runs.record_steps(conn, parent, [_paused()])
+        await runs.record(conn, parent, Writes((_paused(),)))
         assert await runs.pause_run(conn, parent, expires=True, ttl_seconds=3600)
         return None
 
@@ -182,7 +184,7 @@ async def _end_child(
             status=RunStatus.SUCCEEDED,
             output={"doubled": call.n * 2},
             error=None,
-            records=[],
+            writes=Writes(),
         )
         if holding is not None:
             await holding()
@@ -278,7 +280,7 @@ async def _resumed_exactly_once(
         status=RunStatus.SUCCEEDED,
         output=expected,
         error=None,
-        records=[],
+        writes=Writes(),
     )
     assert finished.reply is not None
     cur = await conn.execute(
@@ -294,8 +296,8 @@ async def _flows(conn: AsyncConnection[Any]) -> tuple[int, FlowTarget, FlowTarge
     project_id, _key = await new_project(conn, "races")
     await deploy(conn, project_id, CHILD)
     await deploy(conn, project_id, PARENT)
-    parent_flow = await runs.find_flow_by_name(conn, project_id, "parent")
-    child_flow = await runs.find_flow_by_name(conn, project_id, "child")
+    parent_flow = await control.find_flow_by_name(conn, project_id, "parent")
+    child_flow = await control.find_flow_by_name(conn, project_id, "child")
     assert parent_flow is not None
     assert child_flow is not None
     return project_id, parent_flow, child_flow
@@ -333,7 +335,7 @@ async def test_a_parents_cancel_racing_its_childs_end_deadlocks_with_neither(
 
         async def cancel_parent() -> bool:
             async with canceling.transaction():
-                return await runs.cancel(canceling, project_id, call.parent)
+                return await control.cancel(canceling, project_id, call.parent)
 
         # The cancel is held at the parent's waitpoint, then the child's end is held too; once
         # the waitpoint is free both must finish, whatever locks each took on its way there
@@ -489,7 +491,7 @@ async def _paused_with_timeout(conn: AsyncConnection[Any], flow: FlowTarget) -> 
     """A run paused on a wait with a timeout, as `_wait` leaves it: the waitpoint pending and
     a continuation job queued for the timeout."""
     async with conn.transaction():
-        run_id = await runs.create_run(conn, QUEUE, flow, _trigger(0), timeout_seconds=600)
+        run_id = await control.create_run(conn, flow, _trigger(0), BUDGET)
     job = await _claim(conn, PARENT_WORKER, run_id)
     assert await runs.start_run(conn, run_id) is not None
     async with conn.transaction():
@@ -498,9 +500,7 @@ async def _paused_with_timeout(conn: AsyncConnection[Any], flow: FlowTarget) -> 
             conn, run_id, "approve", kind="webhook", resume_in_seconds=3600
         )
         assert not await QUEUE.complete(conn, PARENT_WORKER, [job.lease])
-        await QUEUE.enqueue(
-            conn, runs.execute_job(run_id, flow.project_id, run_at=locked.resume_at)
-        )
+        await runs.continue_run(conn, run_id, at=locked.resume_at)
         assert await runs.pause_run(conn, run_id, expires=True, ttl_seconds=3600)
     return run_id
 
@@ -513,17 +513,17 @@ async def test_a_cancel_racing_a_resume_deadlocks_with_neither(database_url: str
     async with observer, holder, canceling, resuming:
         project_id, _key = await new_project(observer, "cancel-and-resume")
         await deploy(observer, project_id, WAIT_WITH_TIMEOUT)
-        flow = await runs.find_flow_by_name(observer, project_id, "wait-with-timeout")
+        flow = await control.find_flow_by_name(observer, project_id, "wait-with-timeout")
         assert flow is not None
         run_id = await _paused_with_timeout(observer, flow)
 
         async def cancel() -> bool:
             async with canceling.transaction():
-                return await runs.cancel(canceling, project_id, run_id)
+                return await control.cancel(canceling, project_id, run_id)
 
         async def resume_it() -> bool:
             async with resuming.transaction():
-                return await runs.complete_waitpoint(resuming, run_id, "approve", "webhook", {})
+                return await control.complete_waitpoint(resuming, run_id, "approve", "webhook", {})
 
         # The cancel is held at the run's queued job, then the resume is held too; once the
         # job is free both must finish (when a run's end deleted its queued jobs before its

@@ -1,0 +1,221 @@
+"""The run store, control side: starting, resuming, answering, canceling and retrying runs.
+
+The only module that runs ``app/sql/control.sql``. Every call takes the connection to run
+on (and, where time matters, ``now``), so callers compose them into one transaction.
+
+Invariants kept here and in migrations 0005 and 0006:
+
+* A run is created together with its first job (the ``flow_runs_created`` trigger), so an
+  accepted webhook is never lost: the caller acknowledges only after its commit.
+* Pause and resume cannot race: a resume locks the step's waitpoint row, as a pause does. A
+  resume that comes first completes the waitpoint (creating it), and the execution that
+  later reaches the step finds it completed and goes on; a pause that comes first is
+  completed by the resume, which then schedules the run.
+* A run's terminal transition, however it happens, clears its queued jobs and pending
+  waitpoints, ends its live children (cancel, timeout) and resumes a waiting parent (the
+  ``flow_runs_finished`` trigger).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+
+from app import queries
+from app.flows import resume
+from app.flows.model import Reply, RunStatus
+from app.flows.runs import continue_run
+from app.flows.stored import jsonb
+from app.settings import Settings
+
+_SQL = queries.load("control")
+
+
+@dataclass(frozen=True)
+class RunBudget:
+    """What every new run is given: its active-time budget and its job's attempts."""
+
+    timeout_seconds: float
+    max_attempts: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> RunBudget:
+        """SLUICE_RUN_TIMEOUT_SECONDS and SLUICE_JOB_MAX_ATTEMPTS."""
+        return cls(settings.run_timeout_seconds, settings.job_max_attempts)
+
+
+@dataclass(frozen=True)
+class FlowTarget:
+    """A flow that can be started: its latest version and its webhook secret."""
+
+    flow_id: UUID
+    project_id: int
+    name: str
+    version_id: int
+    version: int
+    secret: str | None
+
+
+async def find_webhook_flow(conn: AsyncConnection[Any], flow_id: UUID) -> FlowTarget | None:
+    cur = await conn.execute(_SQL["find_webhook_flow"], {"flow_id": flow_id})
+    row = await cur.fetchone()
+    return None if row is None else FlowTarget(*row)
+
+
+async def find_flow_by_name(
+    conn: AsyncConnection[Any], project_id: int, name: str
+) -> FlowTarget | None:
+    cur = await conn.execute(_SQL["find_flow_by_name"], {"project_id": project_id, "name": name})
+    row = await cur.fetchone()
+    return None if row is None else FlowTarget(*row)
+
+
+async def start_webhook_run(
+    conn: AsyncConnection[Any],
+    run_id: UUID,
+    flow_id: UUID,
+    trigger: dict[str, Any],
+    budget: RunBudget,
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Create run `run_id` and its job in one statement for a live flow that needs no
+    signature; False otherwise (look the flow up to tell why). `queue.wake()` after."""
+    cur = await conn.execute(
+        _SQL["start_webhook_run"],
+        {
+            "run_id": run_id,
+            "flow_id": flow_id,
+            "trigger": jsonb(trigger),
+            "resume_secret": resume.new_secret(),
+            "timeout_seconds": budget.timeout_seconds,
+            "max_attempts": budget.max_attempts,
+            "now": now,
+        },
+    )
+    return await cur.fetchone() is not None
+
+
+async def create_run(
+    conn: AsyncConnection[Any],
+    target: FlowTarget,
+    trigger: dict[str, Any],
+    budget: RunBudget,
+    *,
+    parent_run_id: UUID | None = None,
+    parent_step_key: str | None = None,
+    run_id: UUID | None = None,
+    now: datetime | None = None,
+) -> UUID:
+    """Insert a QUEUED run of `target` (its job comes with it); `queue.wake()` after the
+    commit. `parent_step_key`: the parent's call_flow step that waits for this run."""
+    cur = await conn.execute(
+        _SQL["insert_run"],
+        {
+            "run_id": run_id or uuid.uuid4(),
+            "project_id": target.project_id,
+            "flow_id": target.flow_id,
+            "version_id": target.version_id,
+            "version": target.version,
+            "trigger": jsonb(trigger),
+            "resume_secret": resume.new_secret(),
+            "parent_run_id": parent_run_id,
+            "parent_step_key": parent_step_key,
+            "timeout_seconds": budget.timeout_seconds,
+            "max_attempts": budget.max_attempts,
+            "now": now,
+        },
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+@dataclass(frozen=True)
+class ResumeTarget:
+    id: UUID
+    project_id: int
+    status: RunStatus
+    resume_secret: bytes
+
+
+async def resume_target(conn: AsyncConnection[Any], run_id: UUID) -> ResumeTarget | None:
+    cur = await conn.execute(_SQL["resume_target"], {"run_id": run_id})
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return ResumeTarget(row[0], row[1], RunStatus(row[2]), bytes(row[3]))
+
+
+async def complete_waitpoint(
+    conn: AsyncConnection[Any],
+    run_id: UUID,
+    key: str,
+    kind: str,
+    payload: Any,
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Complete a waitpoint and schedule its run; False when it was completed already.
+
+    Call inside a transaction; wake the queue after the commit.
+    """
+    cur = await conn.execute(
+        _SQL["complete_waitpoint"],
+        {"run_id": run_id, "key": key, "kind": kind, "payload": jsonb(payload), "now": now},
+    )
+    if await cur.fetchone() is None:
+        return False
+    await continue_run(conn, run_id, at=now)
+    return True
+
+
+async def clear_response(conn: AsyncConnection[Any], run_id: UUID) -> None:
+    await conn.execute(_SQL["clear_response"], {"run_id": run_id})
+
+
+async def reply(conn: AsyncConnection[Any], run_id: UUID) -> Reply | None:
+    cur = await conn.execute(_SQL["run_reply"], {"run_id": run_id})
+    row = await cur.fetchone()
+    return None if row is None else Reply(RunStatus(row[0]), row[1], row[2], row[3])
+
+
+async def cancel(
+    conn: AsyncConnection[Any], project_id: int, run_id: UUID, *, now: datetime | None = None
+) -> bool:
+    """Cancel a live run of the project; False when it is final already."""
+    cur = await conn.execute(
+        _SQL["cancel_run"], {"run_id": run_id, "project_id": project_id, "now": now}
+    )
+    return await cur.fetchone() is not None
+
+
+async def retry(
+    conn: AsyncConnection[Any],
+    project_id: int,
+    run_id: UUID,
+    budget: RunBudget,
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Queue a failed run again from its failed step; False when it is not in a failed
+    state. Call inside a transaction; wake the queue after the commit."""
+    cur = await conn.execute(
+        _SQL["retry_run"],
+        {
+            "run_id": run_id,
+            "project_id": project_id,
+            "timeout_seconds": budget.timeout_seconds,
+            "max_attempts": budget.max_attempts,
+            "now": now,
+        },
+    )
+    if await cur.fetchone() is None:
+        return False
+    await continue_run(conn, run_id, at=now)
+    return True

@@ -1,0 +1,100 @@
+-- name: find_webhook_flow
+-- A live, enabled flow with its latest version: what a webhook starts a run of.
+SELECT flow_id, project_id, name, version_id, version, secret
+FROM sluice_live_flows
+WHERE flow_id = %(flow_id)s AND enabled;
+
+-- name: find_flow_by_name
+-- A live, enabled flow of the project by name, with its latest version (call_flow).
+SELECT flow_id, project_id, name, version_id, version, secret
+FROM sluice_live_flows
+WHERE project_id = %(project_id)s AND name = %(name)s AND enabled;
+
+-- name: start_webhook_run
+-- A webhook's run (and, by the flow_runs_created trigger, its job) in one statement, when
+-- the flow is live and enabled and needs no signature. No row: unknown, disabled, or
+-- signed (then find_webhook_flow).
+INSERT INTO flow_runs (
+    id, project_id, flow_id, flow_version_id, version, trigger, resume_secret, deadline_at,
+    job_max_attempts, created_at
+)
+SELECT %(run_id)s, f.project_id, f.flow_id, f.version_id, f.version, %(trigger)s,
+       %(resume_secret)s, clock.now + make_interval(secs => %(timeout_seconds)s),
+       %(max_attempts)s, clock.now
+FROM sluice_live_flows f, (SELECT coalesce(%(now)s::timestamptz, now()) AS now) AS clock
+WHERE f.flow_id = %(flow_id)s AND f.enabled AND f.secret IS NULL
+RETURNING id;
+
+-- name: insert_run
+-- A new run, QUEUED, its active-time budget counting from now; the flow_runs_created
+-- trigger enqueues its job.
+INSERT INTO flow_runs (
+    id, project_id, flow_id, flow_version_id, version, trigger, resume_secret,
+    parent_run_id, parent_step_key, deadline_at, job_max_attempts, created_at
+)
+SELECT %(run_id)s, %(project_id)s, %(flow_id)s, %(version_id)s, %(version)s, %(trigger)s,
+       %(resume_secret)s, %(parent_run_id)s, %(parent_step_key)s,
+       clock.now + make_interval(secs => %(timeout_seconds)s), %(max_attempts)s, clock.now
+FROM (SELECT coalesce(%(now)s::timestamptz, now()) AS now) AS clock
+RETURNING id;
+
+-- name: resume_target
+-- What a resume request needs to check its token.
+SELECT id, project_id, status, resume_secret FROM flow_runs WHERE id = %(run_id)s;
+
+-- name: complete_waitpoint
+-- A resume arrives: complete the waitpoint (creating it if the run has not paused on it
+-- yet). No row: it was completed before (a second resume).
+INSERT INTO waitpoints (run_id, step_key, kind, state, payload, created_at, completed_at)
+SELECT %(run_id)s, %(key)s, %(kind)s, 'completed', %(payload)s, now, now
+FROM (SELECT coalesce(%(now)s::timestamptz, now()) AS now) AS clock
+ON CONFLICT (run_id, step_key) DO UPDATE
+SET state = 'completed', payload = EXCLUDED.payload, completed_at = EXCLUDED.completed_at
+WHERE waitpoints.state = 'pending'
+RETURNING step_key;
+
+-- name: clear_response
+-- A resumed run answers its resume caller anew: forget the reply already given.
+UPDATE flow_runs SET response = NULL WHERE id = %(run_id)s;
+
+-- name: run_reply
+-- What a sync caller is waiting for.
+SELECT status, response, output, error FROM flow_runs WHERE id = %(run_id)s;
+
+-- name: cancel_run
+-- Cancel a live run (the trigger clears its queued jobs and waitpoints and its children).
+UPDATE flow_runs
+SET status = 'CANCELED', error = 'canceled by request',
+    finished_at = coalesce(%(now)s::timestamptz, now()), deadline_at = NULL
+WHERE id = %(run_id)s AND project_id = %(project_id)s AND NOT sluice_run_is_final(status)
+RETURNING id;
+
+-- name: retry_run
+-- Re-run a finished, unsuccessful run from its failed step: it is queued again with a fresh
+-- timeout budget; the execution re-runs every step whose record is not a success (a failure
+-- tolerated by continue_on_error stays as it is). Waitpoints of those steps are forgotten,
+-- so a timed-out wait waits again and a failed sub-flow is called again.
+WITH run AS (
+    SELECT id FROM flow_runs
+    WHERE id = %(run_id)s AND project_id = %(project_id)s
+      AND status IN ('FAILED', 'TIMEOUT', 'CANCELED', 'MEMORY_LIMIT_EXCEEDED',
+                     'LOG_SIZE_EXCEEDED', 'INTERNAL_ERROR')
+    FOR UPDATE
+),
+waits AS (
+    DELETE FROM waitpoints w USING run
+    WHERE w.run_id = run.id
+      AND (w.state = 'pending'
+           OR NOT EXISTS (SELECT FROM step_runs s
+                          WHERE s.run_id = run.id AND s.key = w.step_key
+                            AND s.status = 'SUCCEEDED'))
+)
+UPDATE flow_runs r
+SET status = 'QUEUED', error = NULL, output = NULL, response = NULL, finished_at = NULL,
+    deadline_at = coalesce(%(now)s::timestamptz, now())
+                  + make_interval(secs => %(timeout_seconds)s),
+    timeout_remaining_seconds = NULL, paused_at = NULL, pause_expires_at = NULL,
+    job_max_attempts = %(max_attempts)s
+FROM run
+WHERE r.id = run.id
+RETURNING r.id;

@@ -1,0 +1,80 @@
+"""What a step sees: its scope (key prefix, visible results, loop variables) and the
+template context built from the run and that scope.
+
+A `FlowPlan` is what the engine derives once from a flow version (cached by version id):
+the parsed definition and, per loop scope, the wait_for_webhook steps whose resume URLs
+templates in that scope can use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from app.flows import resume
+from app.flows.definition import BranchStep, FlowDefinition, LoopStep, Step, WaitForWebhookStep
+from app.flows.model import LoadedRun, StepRecord
+
+
+class FlowPlan:
+    """A parsed definition with what the engine derives from it once."""
+
+    def __init__(self, definition: FlowDefinition) -> None:
+        self.definition = definition
+        # The wait_for_webhook steps reachable in each loop scope (None: the top level).
+        self.waits_by_scope: dict[str | None, list[str]] = {}
+        self._collect(definition.steps, None)
+
+    def _collect(self, steps: Sequence[Step], scope: str | None) -> None:
+        for step in steps:
+            if isinstance(step, WaitForWebhookStep):
+                self.waits_by_scope.setdefault(scope, []).append(step.id)
+            elif isinstance(step, BranchStep):
+                self._collect(step.then, scope)
+                self._collect(step.else_, scope)
+            elif isinstance(step, LoopStep):
+                self._collect(step.steps, step.id)
+
+
+@dataclasses.dataclass
+class Scope:
+    """Where a step runs: its key prefix, the results visible to it, loop variables."""
+
+    prefix: str = ""
+    loop: str | None = None
+    steps: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    variables: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def iteration(self, key: str, loop: str, item: Any, index: int) -> Scope:
+        """The scope of iteration `index` of loop step `loop` (instance `key`)."""
+        return Scope(f"{key}[{index}].", loop, dict(self.steps), {"item": item, "index": index})
+
+    def see(self, step_id: str, record: StepRecord) -> None:
+        self.steps[step_id] = {
+            "output": record.output,
+            "status": str(record.status),
+            "error": record.error,
+        }
+
+
+def template_context(
+    run: LoadedRun, plan: FlowPlan, scope: Scope, public_url: str
+) -> dict[str, Any]:
+    """The names a template in `scope` can use: trigger, steps, flow, run, resume_urls, and
+    a loop's item and index."""
+    urls = {
+        step_id: resume.url(public_url, run.id, run.resume_secret, scope.prefix + step_id)
+        for step_id in plan.waits_by_scope.get(scope.loop, ())
+    }
+    return {
+        "trigger": run.trigger,
+        "steps": scope.steps,
+        "flow": {"id": str(run.flow_id), "name": run.flow_name, "version": run.version},
+        "run": {
+            "id": str(run.id),
+            "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
+        },
+        "resume_urls": urls,
+        **scope.variables,
+    }
