@@ -1,24 +1,17 @@
-"""Webhooks start runs; resume URLs continue them; sync callers wait for the reply.
+"""Webhooks start runs; resume URLs continue them; sync callers wait for the reply
+(`app.web.replies`).
 
-Invariants kept here:
-
-* Nothing accepted is lost: 202 (or a sync reply) is sent only after the run and its job
-  are committed.
-* NOTIFY is a hint: a sync caller listens for its run's events first, then reads the run,
-  then waits for an event or a (jittered) poll interval, and reads again — so it gets its
-  reply even when the run is finished by another process and the notification is lost.
+Invariant kept here: nothing accepted is lost. 202 (or a sync reply) is sent only after the
+run and its job are committed; a sync caller watches its run before the commit, so no reply
+can pass unseen.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
-import random
 import re
-import time
 import uuid
 from typing import Any
 from uuid import UUID
@@ -29,16 +22,13 @@ from starlette.responses import JSONResponse, Response
 from app import metrics
 from app.flows import control, resume
 from app.flows.control import RunBudget
-from app.flows.model import Reply, RunStatus
-from app.signals import Watch
+from app.web import replies
 from app.web.body import read_limited
 from app.web.errors import ApiError
 
 SIGNATURE_HEADER = "x-sluice-signature"
 # Headers not kept in a run's trigger: credentials stay out of the database.
 _UNSTORED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-# Headers a respond step cannot set: the server computes them.
-_RESERVED_REPLY_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
 def parse_uuid(raw: str, what: str) -> UUID:
@@ -115,17 +105,9 @@ async def _webhook(request: Request, *, sync: bool) -> Response:
             if not started:
                 await _start_signed_run(request, conn, run_id, flow_id, raw, trigger)
         state.queue.wake()
-        if not sync:
-            response: Response = _accepted(run_id)
-        else:
-            reply = await wait_for_reply(
-                state,
-                run_id,
-                settings.sync_timeout_seconds,
-                settings.poll_interval_seconds,
-                watching=replied,
-            )
-            response = _accepted(run_id) if reply is None else reply_response(run_id, reply)
+        response = (
+            await replies.answer(state, run_id, replied) if sync else replies.accepted(run_id)
+        )
     metrics.WEBHOOKS.inc(mode="sync" if sync else "async", code=str(response.status_code))
     return response
 
@@ -181,94 +163,9 @@ async def _resume(request: Request, *, sync: bool) -> Response:
             raise ApiError(409, f"step '{key}' was resumed already (or timed out)")
         state.queue.wake()
         if sync:
-            settings = state.settings
-            reply = await wait_for_reply(
-                state,
-                run_id,
-                settings.sync_timeout_seconds,
-                settings.poll_interval_seconds,
-                watching=replied,
-            )
-            return _accepted(run_id) if reply is None else reply_response(run_id, reply)
+            return await replies.answer(state, run_id, replied)
     return JSONResponse(
         {"run_id": str(run_id), "step": key, "status": "resumed"},
         status_code=202,
-        headers={"x-sluice-run-id": str(run_id)},
-    )
-
-
-def _accepted(run_id: UUID) -> JSONResponse:
-    return JSONResponse(
-        {"run_id": str(run_id)}, status_code=202, headers={"x-sluice-run-id": str(run_id)}
-    )
-
-
-async def wait_for_reply(
-    state: Any,
-    run_id: UUID,
-    within_seconds: float,
-    poll_seconds: float,
-    *,
-    watching: Watch | None = None,
-) -> Reply | None:
-    """The run's reply (its response, or its end); None when `within_seconds` pass first.
-
-    `watching` is the run's watcher event when the caller registered it before the run
-    could reply (then the first read is skipped); otherwise one is registered here.
-    """
-    if watching is None:
-        with state.run_watchers.watch(str(run_id)) as event:
-            return await _await_reply(state, run_id, event, within_seconds, poll_seconds, True)
-    return await _await_reply(state, run_id, watching, within_seconds, poll_seconds, False)
-
-
-async def _await_reply(
-    state: Any,
-    run_id: UUID,
-    event: Watch,
-    within_seconds: float,
-    poll_seconds: float,
-    read_first: bool,
-) -> Reply | None:
-    deadline = time.monotonic() + within_seconds
-    read = read_first
-    while True:
-        if isinstance(event.value, Reply):
-            # Handed over by the engine in this process, after its commit.
-            return event.value
-        if read:
-            event.clear()  # listen first, then read: an event from now on is not lost
-            async with state.pool.connection() as conn:
-                reply = await control.reply(conn, run_id)
-            if reply is None or reply.response is not None or reply.status.final:
-                return reply
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        wait = min(remaining, poll_seconds * random.uniform(0.8, 1.2))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), wait)
-        read = True
-
-
-def reply_response(run_id: UUID, reply: Reply) -> Response:
-    headers = {"x-sluice-run-id": str(run_id)}
-    if reply.response is not None:
-        given = {
-            str(name).lower(): str(value)
-            for name, value in (reply.response.get("headers") or {}).items()
-            if str(name).lower() not in _RESERVED_REPLY_HEADERS
-        }
-        body = reply.response.get("body")
-        status = int(reply.response.get("status", 200))
-        if isinstance(body, str):
-            given.setdefault("content-type", "text/plain; charset=utf-8")
-            return Response(body, status_code=status, headers={**given, **headers})
-        return JSONResponse(body, status_code=status, headers={**given, **headers})
-    if reply.status is RunStatus.SUCCEEDED:
-        return JSONResponse(reply.output, status_code=200, headers=headers)
-    return JSONResponse(
-        {"run_id": str(run_id), "status": str(reply.status), "error": reply.error},
-        status_code=500,
-        headers=headers,
+        headers={replies.RUN_ID_HEADER: str(run_id)},
     )
