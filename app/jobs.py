@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +32,7 @@ from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 from app import queries
+from app.backoff import RetryPolicy
 from app.settings import Settings
 from app.signals import Waker
 
@@ -126,24 +126,10 @@ class EnqueueError(Exception):
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with equal jitter: attempt n waits between d/2 and d, where
-    d = min(max_seconds, base_seconds * 2**(n-1)); jitter keeps retries from stampeding."""
-
-    base_seconds: float = 1.0
-    max_seconds: float = 300.0
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        exponent: int = max(0, attempt - 1)
-        ceiling: float = min(self.max_seconds, self.base_seconds * 2.0**exponent)
-        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
-
-
-@dataclass(frozen=True)
 class Queue:
     lease_seconds: float = 30.0
     default_max_attempts: int = 5
-    retry_policy: RetryPolicy = RetryPolicy()
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     waker: Waker | None = None
     """Sends the coalesced NOTIFY on `NOTIFY_CHANNEL` that wakes idle workers."""
 

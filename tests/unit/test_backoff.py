@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from app.jobs import RetryPolicy
+from app.backoff import RetryPolicy
 
 
 def test_delay_doubles_within_jitter_bounds_and_is_capped() -> None:
