@@ -12,22 +12,32 @@ is started and observed blocked in pg_stat_activity, then the lock is released.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from app.flows import control, resume, runs
 from app.flows.control import FlowTarget, RunBudget
-from app.flows.model import RunStatus, StepRecord, StepStatus, Writes
-from app.flows.runs import LockedWaitpoint
-from app.jobs import Job, Lease, Queue
+from app.flows.model import (
+    RUN_EVENTS_CHANNEL,
+    LoadedRun,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    Waitpoint,
+    Writes,
+)
+from app.jobs import Job, Queue
+from app.signals import Publisher, Watchers
 from tests.e2e.flow_helpers import (
     Probe,
     deploy,
@@ -38,6 +48,9 @@ from tests.e2e.flow_helpers import (
 )
 from tests.flows.stack import FINAL, Stack, running_stack
 from tests.integration.helpers import connect, eventually, fetchval, wait_until_blocked_on_lock
+from worker.flow.effects import Finish, StartChild, Wait
+from worker.flow.session import RunSession, Stop
+from worker.services import WorkerServices
 
 # --- a child's end against its parent's pause, at the store ----------------------------------
 
@@ -71,12 +84,44 @@ class Order(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Actor:
+    """A worker of its own for the races: the services a `RunSession` writes through, on a
+    pool of one connection named `name` (so a test can see it wait for a lock)."""
+
+    name: str
+    owner: str
+    services: WorkerServices
+
+    def session(self, job: Job) -> RunSession:
+        assert job.run_id is not None
+        return RunSession(self.services, job, job.run_id, budget=BUDGET, paused_ttl_seconds=3600)
+
+
+@contextlib.asynccontextmanager
+async def actor(database_url: str, name: str, owner: str) -> AsyncIterator[Actor]:
+    pool = AsyncConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=1,
+        kwargs={"autocommit": True, "application_name": name},
+        open=False,
+    )
+    async with pool:
+        run_events = Publisher(pool, RUN_EVENTS_CHANNEL)
+        services = WorkerServices(
+            pool, QUEUE, owner, run_events, Watchers(), lambda _job_id: None, Watchers()
+        )
+        yield Actor(name, owner, services)
+        await run_events.aclose()
+
+
+@dataclass(frozen=True)
 class Call:
     """A parent paused on its call_flow step while the child it started runs."""
 
     parent: UUID
     child: UUID
-    child_job: Lease
+    child_job: Job
     n: int
 
 
@@ -84,7 +129,7 @@ class Call:
 class Family(Call):
     """A call whose parent is being executed again, holding `parent_job`."""
 
-    parent_job: Lease
+    parent_job: Job
 
 
 def _trigger(n: int) -> dict[str, Any]:
@@ -102,107 +147,79 @@ async def _claim(conn: AsyncConnection[Any], owner: str, run_id: UUID) -> Job:
 
 
 async def _call(
-    conn: AsyncConnection[Any], parent_flow: FlowTarget, child_flow: FlowTarget, n: int
+    conn: AsyncConnection[Any], parents: Actor, children: Actor, parent_flow: FlowTarget, n: int
 ) -> Call:
-    """A parent that ran up to its call and did what `_start_child` commits in one
-    transaction: the child, the waitpoint and its own pause; the child is now running."""
+    """A parent that ran up to its call and started the child (pausing in that commit),
+    and the child, now running."""
     async with conn.transaction():
         parent = await control.create_run(conn, parent_flow, _trigger(n), BUDGET)
-    first = await _claim(conn, PARENT_WORKER, parent)
-    assert await runs.start_run(conn, parent) is not None
-    async with conn.transaction():
-        assert await runs.status(conn, parent, lock=True) is RunStatus.RUNNING
-        child = await control.create_run(
-            conn,
-            child_flow,
-            _trigger(n),
-            BUDGET,
-            parent_run_id=parent,
-            parent_step_key=KEY,
-        )
-        await runs.lock_waitpoint(conn, parent, KEY, kind="subflow", child_run_id=child)
-        assert not await QUEUE.complete(conn, PARENT_WORKER, [first.lease])
-        await runs.record(conn, parent, Writes((_paused(),)))
-        assert await runs.pause_run(conn, parent, expires=True, ttl_seconds=3600)
-    child_job = await _claim(conn, CHILD_WORKER, child)
-    assert await runs.start_run(conn, child) is not None
-    return Call(parent, child, child_job.lease, n)
+    session = parents.session(await _claim(conn, parents.owner, parent))
+    assert isinstance(await session.begin(), LoadedRun)
+    child = uuid4()
+    start = StartChild(
+        key=KEY,
+        flow="child",
+        input={"n": n},
+        child_run_id=child,
+        wait=True,
+        paused=_paused(),
+        started=_paused(),
+    )
+    assert await session.start_child(parent_flow.project_id, start) is Stop.PAUSED
+    child_job = await _claim(conn, children.owner, child)
+    assert isinstance(await children.session(child_job).begin(), LoadedRun)
+    return Call(parent, child, child_job, n)
 
 
 async def _family(
-    conn: AsyncConnection[Any], parent_flow: FlowTarget, child_flow: FlowTarget, n: int
+    conn: AsyncConnection[Any], parents: Actor, children: Actor, parent_flow: FlowTarget, n: int
 ) -> Family:
     """A parent executed again while the child it started runs (a stale execution that lost
     its lease settles by continuing the run): it replays up to the call, finds the waitpoint
     still pending, and is about to pause on it again."""
-    call = await _call(conn, parent_flow, child_flow, n)
+    call = await _call(conn, parents, children, parent_flow, n)
     await runs.continue_run(conn, call.parent)
-    parent_job = await _claim(conn, PARENT_WORKER, call.parent)
-    loaded = await runs.start_run(conn, call.parent)
-    assert loaded is not None
+    parent_job = await _claim(conn, parents.owner, call.parent)
+    loaded = await parents.session(parent_job).begin()
+    assert isinstance(loaded, LoadedRun)
     assert loaded.waitpoints[KEY].state == "pending"
-    return Family(call.parent, call.child, call.child_job, call.n, parent_job.lease)
+    return Family(call.parent, call.child, call.child_job, call.n, parent_job)
 
 
-Hold = Callable[[], Awaitable[None]]
-
-
-async def _pause(
-    conn: AsyncConnection[Any], family: Family, *, holding: Hold | None = None
-) -> LockedWaitpoint | None:
-    """The parent's pause on its waitpoint, as `_Execution._wait` does it: the completed
-    waitpoint when the execution goes on, None when the run paused. `holding` runs while the
-    waitpoint lock is held."""
-    parent = family.parent
-    async with conn.transaction():
-        assert await runs.status(conn, parent, lock=True) is RunStatus.RUNNING
-        locked = await runs.lock_waitpoint(conn, parent, KEY, kind="subflow")
-        if holding is not None:
-            await holding()
-        if locked.completed or locked.due:
-            assert not await QUEUE.heartbeat(conn, PARENT_WORKER, [family.parent_job])
-            await runs.close_waitpoint(conn, parent, KEY)
-            return locked
-        assert not await QUEUE.complete(conn, PARENT_WORKER, [family.parent_job])
-        await runs.record(conn, parent, Writes((_paused(),)))
-        assert await runs.pause_run(conn, parent, expires=True, ttl_seconds=3600)
+async def _pause(parents: Actor, family: Family) -> Waitpoint | None:
+    """The parent's pause on its waitpoint: the completed waitpoint when the execution goes
+    on, None when the run paused."""
+    wait = Wait(key=KEY, kind="subflow", resume_in_seconds=None, paused=_paused(), expires=True)
+    found = await parents.session(family.parent_job).wait(wait)
+    if found is Stop.PAUSED:
         return None
+    assert isinstance(found, Waitpoint), found
+    return found
 
 
-async def _end_child(
-    conn: AsyncConnection[Any], call: Call, *, holding: Hold | None = None
-) -> bool:
-    """The child's last commit, as `_Execution._finish` does it; the `flow_runs_finished`
-    trigger completes the parent's waitpoint and schedules the parent. `holding` runs before
-    the commit. False when the child had ended otherwise (a cancel)."""
-    async with conn.transaction():
-        finished = await runs.finish_execution(
-            conn,
-            call.child_job,
-            CHILD_WORKER,
-            run_id=call.child,
-            status=RunStatus.SUCCEEDED,
-            output={"doubled": call.n * 2},
-            error=None,
-            writes=Writes(),
-        )
-        if holding is not None:
-            await holding()
+async def _end_child(children: Actor, call: Call) -> bool:
+    """The child's last commit; the `flow_runs_finished` trigger completes the parent's
+    waitpoint and schedules the parent. False when the child had ended otherwise."""
+    outcome = Finish(status=RunStatus.SUCCEEDED, output={"doubled": call.n * 2})
+    finished = await children.session(call.child_job).finish(outcome)
+    assert isinstance(finished, runs.Finished), finished
     return finished.reply is not None
 
 
 async def _blocked_or_done(
-    observer: AsyncConnection[Any], conn: AsyncConnection[Any], task: asyncio.Task[Any]
+    observer: AsyncConnection[Any], who: Actor, task: asyncio.Task[Any]
 ) -> None:
-    """Return once `conn`'s backend waits for a lock, or once `task` (working on `conn`)
+    """Return once `who`'s backend waits for a lock, or once `task` (working through it)
     ended without waiting: then the assertions after the race show what that cost."""
-    pid = conn.info.backend_pid
 
     async def settled() -> bool:
         if task.done():
             return True
         waiting = await fetchval(
-            observer, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)
+            observer,
+            "SELECT bool_or(wait_event_type = 'Lock') FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            (who.name,),
         )
         return bool(waiting)
 
@@ -213,32 +230,33 @@ async def _race(
     order: Order,
     family: Family,
     *,
-    pausing: AsyncConnection[Any],
-    ending: AsyncConnection[Any],
+    parents: Actor,
+    children: Actor,
     observer: AsyncConnection[Any],
-) -> LockedWaitpoint | None:
-    """Run the pause and the child's end on their own connections, in `order`."""
+    holder: AsyncConnection[Any],
+) -> Waitpoint | None:
+    """Run the pause and the child's end through their own sessions, in `order`.
+
+    The orders are forced with the parent's job row, which both take last: the holder
+    locks it, so whichever starts first stops there holding the waitpoint, and the other
+    then waits for the waitpoint; releasing the job lets them finish in that order."""
     if order is Order.CHILD_ENDS_FIRST:
-        assert await _end_child(ending, family)
-        return await _pause(pausing, family)
-    if order is Order.PAUSE_HOLDS_THE_WAITPOINT:
-        blocked: list[asyncio.Task[bool]] = []
-
-        async def child_ends_meanwhile() -> None:
-            blocked.append(asyncio.create_task(_end_child(ending, family)))
-            await _blocked_or_done(observer, ending, blocked[0])
-
-        went_on = await _pause(pausing, family, holding=child_ends_meanwhile)
-        assert await blocked[0]
-        return went_on
-    pause: list[asyncio.Task[LockedWaitpoint | None]] = []
-
-    async def parent_pauses_meanwhile() -> None:
-        pause.append(asyncio.create_task(_pause(pausing, family)))
-        await _blocked_or_done(observer, pausing, pause[0])
-
-    assert await _end_child(ending, family, holding=parent_pauses_meanwhile)
-    return await pause[0]
+        assert await _end_child(children, family)
+        return await _pause(parents, family)
+    async with holder.transaction():
+        await holder.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (family.parent_job.id,))
+        if order is Order.PAUSE_HOLDS_THE_WAITPOINT:
+            pause = asyncio.create_task(_pause(parents, family))
+            await _blocked_or_done(observer, parents, pause)
+            end = asyncio.create_task(_end_child(children, family))
+            await _blocked_or_done(observer, children, end)
+        else:
+            end = asyncio.create_task(_end_child(children, family))
+            await _blocked_or_done(observer, children, end)
+            pause = asyncio.create_task(_pause(parents, family))
+            await _blocked_or_done(observer, parents, pause)
+    assert await end
+    return await pause
 
 
 async def _live_jobs(conn: AsyncConnection[Any], run_id: UUID) -> list[tuple[Any, ...]]:
@@ -249,7 +267,7 @@ async def _live_jobs(conn: AsyncConnection[Any], run_id: UUID) -> list[tuple[Any
 
 
 async def _resumed_exactly_once(
-    conn: AsyncConnection[Any], family: Family, went_on: LockedWaitpoint | None
+    conn: AsyncConnection[Any], family: Family, went_on: Waitpoint | None
 ) -> None:
     """The parent goes on once: either the pause saw the completed waitpoint and the
     execution continues on its own job, or it paused and exactly one job continues it."""
@@ -259,8 +277,8 @@ async def _resumed_exactly_once(
         assert went_on.payload["status"] == "SUCCEEDED"
         assert went_on.payload["output"] == expected
         # The child's end found the execution's job running: nothing queued beside it.
-        assert jobs == [(family.parent_job.job_id, "execute_run", "running")]
-        lease = family.parent_job
+        assert jobs == [(family.parent_job.id, "execute_run", "running")]
+        lease = family.parent_job.lease
     else:
         assert await runs.status(conn, parent) is RunStatus.PAUSED
         assert len(jobs) == 1, f"the parent paused on a completed waitpoint with jobs {jobs}"
@@ -307,14 +325,18 @@ async def _flows(conn: AsyncConnection[Any]) -> tuple[int, FlowTarget, FlowTarge
 async def test_a_child_ending_around_its_parents_pause_resumes_the_parent_exactly_once(
     database_url: str, order: Order
 ) -> None:
-    setup = await connect(database_url)
-    pausing = await connect(database_url)
-    ending = await connect(database_url)
-    async with setup, pausing, ending:
-        _project, parent_flow, child_flow = await _flows(setup)
+    async with (
+        await connect(database_url) as setup,
+        await connect(database_url) as holder,
+        actor(database_url, "pausing", PARENT_WORKER) as parents,
+        actor(database_url, "ending", CHILD_WORKER) as children,
+    ):
+        _project, parent_flow, _child_flow = await _flows(setup)
         for n in range(ROUNDS_PER_ORDER):
-            family = await _family(setup, parent_flow, child_flow, n)
-            went_on = await _race(order, family, pausing=pausing, ending=ending, observer=setup)
+            family = await _family(setup, parents, children, parent_flow, n)
+            went_on = await _race(
+                order, family, parents=parents, children=children, observer=setup, holder=holder
+            )
             if order is Order.PAUSE_HOLDS_THE_WAITPOINT:
                 assert went_on is None, f"round {n}: the pause saw the child's end"
             else:
@@ -328,10 +350,15 @@ async def test_a_parents_cancel_racing_its_childs_end_deadlocks_with_neither(
     observer = await connect(database_url)
     holder = await connect(database_url)
     canceling = await connect(database_url)
-    ending = await connect(database_url)
-    async with observer, holder, canceling, ending:
-        project_id, parent_flow, child_flow = await _flows(observer)
-        call = await _call(observer, parent_flow, child_flow, 7)
+    async with (
+        observer,
+        holder,
+        canceling,
+        actor(database_url, "parents", PARENT_WORKER) as parents,
+        actor(database_url, "ending", CHILD_WORKER) as children,
+    ):
+        project_id, parent_flow, _child_flow = await _flows(observer)
+        call = await _call(observer, parents, children, parent_flow, 7)
 
         async def cancel_parent() -> bool:
             async with canceling.transaction():
@@ -346,8 +373,9 @@ async def test_a_parents_cancel_racing_its_childs_end_deadlocks_with_neither(
             )
             canceled = asyncio.create_task(cancel_parent())
             await wait_until_blocked_on_lock(observer, canceling.info.backend_pid)
-            ended = asyncio.create_task(_end_child(ending, call))
-            await wait_until_blocked_on_lock(observer, ending.info.backend_pid)
+            ended = asyncio.create_task(_end_child(children, call))
+            await _blocked_or_done(observer, children, ended)
+            assert not ended.done()
         outcomes = await asyncio.gather(canceled, ended, return_exceptions=True)
 
         assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
@@ -487,21 +515,16 @@ WAIT_WITH_TIMEOUT: dict[str, Any] = {
 }
 
 
-async def _paused_with_timeout(conn: AsyncConnection[Any], flow: FlowTarget) -> UUID:
-    """A run paused on a wait with a timeout, as `_wait` leaves it: the waitpoint pending and
-    a continuation job queued for the timeout."""
+async def _paused_with_timeout(conn: AsyncConnection[Any], worker: Actor, flow: FlowTarget) -> UUID:
+    """A run paused on a wait with a timeout: the waitpoint pending and a continuation job
+    queued for the timeout."""
     async with conn.transaction():
         run_id = await control.create_run(conn, flow, _trigger(0), BUDGET)
-    job = await _claim(conn, PARENT_WORKER, run_id)
-    assert await runs.start_run(conn, run_id) is not None
-    async with conn.transaction():
-        assert await runs.status(conn, run_id, lock=True) is RunStatus.RUNNING
-        locked = await runs.lock_waitpoint(
-            conn, run_id, "approve", kind="webhook", resume_in_seconds=3600
-        )
-        assert not await QUEUE.complete(conn, PARENT_WORKER, [job.lease])
-        await runs.continue_run(conn, run_id, at=locked.resume_at)
-        assert await runs.pause_run(conn, run_id, expires=True, ttl_seconds=3600)
+    session = worker.session(await _claim(conn, worker.owner, run_id))
+    assert isinstance(await session.begin(), LoadedRun)
+    paused = StepRecord(key="approve", step_id="approve", type="wait", status=StepStatus.PAUSED)
+    wait = Wait(key="approve", kind="webhook", resume_in_seconds=3600, paused=paused, expires=True)
+    assert await session.wait(wait) is Stop.PAUSED
     return run_id
 
 
@@ -510,12 +533,18 @@ async def test_a_cancel_racing_a_resume_deadlocks_with_neither(database_url: str
     holder = await connect(database_url)
     canceling = await connect(database_url)
     resuming = await connect(database_url)
-    async with observer, holder, canceling, resuming:
+    async with (
+        observer,
+        holder,
+        canceling,
+        resuming,
+        actor(database_url, "waiting", PARENT_WORKER) as worker,
+    ):
         project_id, _key = await new_project(observer, "cancel-and-resume")
         await deploy(observer, project_id, WAIT_WITH_TIMEOUT)
         flow = await control.find_flow_by_name(observer, project_id, "wait-with-timeout")
         assert flow is not None
-        run_id = await _paused_with_timeout(observer, flow)
+        run_id = await _paused_with_timeout(observer, worker, flow)
 
         async def cancel() -> bool:
             async with canceling.transaction():
