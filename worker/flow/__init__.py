@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -62,11 +63,19 @@ class FlowEngine:
     """The `execute_run` job handler."""
 
     def __init__(
-        self, settings: Settings, services: WorkerServices, performers: Performers
+        self,
+        settings: Settings,
+        services: WorkerServices,
+        performers: Performers,
+        *,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        """`clock` replaces the database's clock, for the run store and the replay alike
+        (tests pass time instead of waiting)."""
         self.settings = settings
         self.services = services
         self.performers = performers
+        self.clock = clock
         self.config = replay.ReplayConfig.of(settings)
         self._plans: OrderedDict[int, FlowPlan] = OrderedDict()
 
@@ -78,6 +87,7 @@ class FlowEngine:
             payload.run_id,
             budget=RunBudget.of(self.settings),
             paused_ttl_seconds=self.settings.paused_run_ttl,
+            now=self.clock or (lambda: None),
         )
         with self.services.cancels.watch(str(payload.run_id)) as canceled:
             ended = await self._execute(session, canceled)
@@ -92,8 +102,8 @@ class FlowEngine:
         if isinstance(run, Stop):
             return run
         plan = await self._plan(session, run.flow_version_id)
-        clock = _Clock(run.db_now)
-        walk = replay.walk(plan, run, self.config, clock=clock.now, on_attempt=_observe)
+        clock = self.clock or _Clock(run.db_now).now
+        walk = replay.walk(plan, run, self.config, clock=clock, on_attempt=_observe)
         try:
             effect = next(walk)
             while True:
@@ -131,12 +141,12 @@ class FlowEngine:
         return await session.settle()
 
     async def _end(
-        self, session: RunSession, outcome: Outcome, clock: _Clock
+        self, session: RunSession, outcome: Outcome, clock: Callable[[], datetime]
     ) -> Stop | Abandon | None:
         if isinstance(outcome, Abandon):
             return outcome
         if isinstance(outcome, Reschedule):
-            run_at = clock.now() + timedelta(seconds=outcome.delay_seconds)
+            run_at = clock() + timedelta(seconds=outcome.delay_seconds)
             return await session.reschedule(outcome.writes, run_at)
         assert isinstance(outcome, Finish), outcome
         finished = await session.finish(outcome)
