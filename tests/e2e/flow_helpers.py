@@ -66,6 +66,13 @@ class Probe:
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(lambda: self.hits[name] >= count), within)
 
+    async def wait_for_active(self, name: str, count: int, *, within: float = 30.0) -> None:
+        """Return once `count` requests to `name` are in progress at the same time."""
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: self.active[name] >= count), within
+            )
+
     def open_all(self) -> None:
         for gate in self._gates.values():
             gate.set()
