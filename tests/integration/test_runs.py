@@ -73,6 +73,23 @@ class Store:
         )
         return await cur.fetchall()
 
+    async def waiting_parent(self, *, now: datetime) -> tuple[UUID, UUID]:
+        """A parent paused at `now` on its call_flow step, and the child it waits for."""
+        parent = await self.run(self.caller)
+        parent_job = await self.begin(parent)
+        async with self.conn.transaction():
+            child = await control.create_run(
+                self.conn,
+                self.waiting,
+                TRIGGER,
+                BUDGET,
+                parent_run_id=parent,
+                parent_step_key="call",
+                now=now,
+            )
+        await self.pause(parent, parent_job, "call", now=now, kind="subflow", child_run_id=child)
+        return parent, child
+
     async def pause(
         self, run_id: UUID, job: Job, key: str, *, now: datetime, **waiting: Any
     ) -> None:
@@ -137,19 +154,7 @@ async def test_a_continued_run_keeps_its_configured_attempts(store: Store) -> No
     assert await store.jobs(resumed) == [("queued", at(2), 7)]
 
     # Resumed by its child's end.
-    parent = await store.run(store.caller)
-    parent_job = await store.begin(parent)
-    async with store.conn.transaction():
-        child = await control.create_run(
-            store.conn,
-            store.waiting,
-            TRIGGER,
-            BUDGET,
-            parent_run_id=parent,
-            parent_step_key="call",
-            now=at(3),
-        )
-    await store.pause(parent, parent_job, "call", now=at(3), kind="subflow", child_run_id=child)
+    parent, child = await store.waiting_parent(now=at(3))
     async with store.conn.transaction():
         assert await control.cancel(store.conn, store.project_id, child, now=at(4))
     assert await store.jobs(parent) == [("queued", at(4), 7)]
@@ -341,19 +346,7 @@ async def test_a_waitpoint_is_due_at_its_resume_time(store: Store) -> None:
 
 
 async def test_a_childs_end_resumes_its_waiting_parent_at_that_instant(store: Store) -> None:
-    parent = await store.run(store.caller)
-    parent_job = await store.begin(parent)
-    async with store.conn.transaction():
-        child = await control.create_run(
-            store.conn,
-            store.waiting,
-            TRIGGER,
-            BUDGET,
-            parent_run_id=parent,
-            parent_step_key="call",
-            now=at(1),
-        )
-    await store.pause(parent, parent_job, "call", now=at(1), kind="subflow", child_run_id=child)
+    parent, child = await store.waiting_parent(now=at(1))
     child_job = await store.begin(child, now=at(2))
 
     finished = await runs.finish_execution(
@@ -389,19 +382,7 @@ async def test_a_childs_end_resumes_its_waiting_parent_at_that_instant(store: St
 
 
 async def test_a_cancel_ends_the_runs_children_and_clears_its_waits(store: Store) -> None:
-    parent = await store.run(store.caller)
-    parent_job = await store.begin(parent)
-    async with store.conn.transaction():
-        child = await control.create_run(
-            store.conn,
-            store.waiting,
-            TRIGGER,
-            BUDGET,
-            parent_run_id=parent,
-            parent_step_key="call",
-            now=at(1),
-        )
-    await store.pause(parent, parent_job, "call", now=at(1), kind="subflow", child_run_id=child)
+    parent, child = await store.waiting_parent(now=at(1))
 
     async with store.conn.transaction():
         assert await control.cancel(store.conn, store.project_id, parent, now=at(9))
