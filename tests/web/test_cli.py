@@ -32,10 +32,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from app import cli_runs
 from app.cli import main
-from app.cli_output import Console, timestamp
-from app.client import Client
+from app.cli import runs as cli_runs
+from app.cli.client import Client
+from app.cli.output import Console, timestamp
 from app.web import create_app
 from ops.ports import free_port
 from tests.web.apps import ADMIN, app_settings
