@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from app.cli_runs import FINISHED
+from app.cli.runs import FINISHED
 from ops.ports import free_port
 from tests.e2e.processes import sluice_env, started
 from tests.e2e.test_serve import SLUICE, serving, stop, wait_for

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app.cli import build_parser
+from app.cli.parser import build_parser
 from app.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

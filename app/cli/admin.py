@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, tzinfo
 
-from app.cli_output import Console, ago, fields, parse_time, table, timestamp
-from app.client import Client, JsonObject
+from app.cli.client import Client, JsonObject
+from app.cli.output import Console, ago, fields, parse_time, table, timestamp
 
 _STORE_IT = "Store the API key now: it is shown only this once."
 

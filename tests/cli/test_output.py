@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.cli_output import (
+from app.cli.output import (
     Console,
     Progress,
     UsageError,

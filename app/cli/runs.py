@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable
 from datetime import tzinfo
 from typing import Any
 
-from app.cli_output import (
+from app.cli.client import ApiError, Client, JsonObject, Unreachable
+from app.cli.output import (
     Console,
     UsageError,
     cell,
@@ -20,7 +21,6 @@ from app.cli_output import (
     timestamp,
     truncate,
 )
-from app.client import ApiError, Client, JsonObject, Unreachable
 
 STATUSES = (
     "QUEUED",

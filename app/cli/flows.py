@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from app.cli_output import (
+from app.cli.client import ApiError, Client, JsonObject, Reply, api_error
+from app.cli.output import (
     Console,
     UsageError,
     json_text,
@@ -16,7 +17,6 @@ from app.cli_output import (
     timestamp,
     yaml_text,
 )
-from app.client import ApiError, Client, JsonObject, Reply, api_error
 
 
 def add_commands(

@@ -1,0 +1,69 @@
+"""The `sluice` command line.
+
+`serve` and `migrate` run the server (`app.cli.server`). Every other command is a client of
+a running server, over HTTP only (`app.cli.client`): flows (`app.cli.flows`), runs
+(`app.cli.runs`), workers and administration (`app.cli.admin`). The arguments are
+`app.cli.parser`'s, the text `app.cli.output`'s.
+
+Exit status: 0 done, 1 the server refused or could not be reached, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from app.cli.client import ApiError, BadUrl, Client, ClientError, MissingKey, Unreachable
+from app.cli.output import Console, UsageError
+from app.cli.parser import DEFAULT_URL, KEYS, build_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("serve", "migrate"):
+        # Imported here: the server's modules (alembic, psycopg, pydantic) take longer to
+        # load than a client command takes to run.
+        from app.cli import server
+
+        return server.run(args)
+    return _client_command(args)
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    console = Console(sys.stdout, sys.stderr, json=args.json)
+    env, flag = KEYS[args.admin]
+    key = args.key or os.environ.get(env) or None
+    url = args.url or os.environ.get("SLUICE_URL") or DEFAULT_URL
+    try:
+        with Client(
+            url,
+            api_key=None if args.admin else key,
+            admin_key=key if args.admin else None,
+        ) as client:
+            code: int = args.handler(args, client, console)
+            return code
+    except UsageError as exc:
+        console.error(str(exc))
+        return 2
+    except BadUrl as exc:
+        console.error(f"invalid server URL: {exc}")
+        return 2
+    except MissingKey as exc:
+        console.error(f"{exc}: set {env} or pass {flag}")
+        return 2
+    except Unreachable as exc:
+        hint = " (is `sluice serve` running?)" if exc.reason == "connection refused" else ""
+        console.error(f"{exc}{hint}")
+        return 1
+    except ApiError as exc:
+        hint = f" (check {env} or {flag})" if exc.status == 401 else ""
+        console.error(f"{exc.message}{hint}", exc.problems)
+        return 1
+    except ClientError as exc:
+        console.error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        console.progress.clear()
+        return 130

@@ -1,0 +1,63 @@
+"""The `sluice` command's arguments: `serve` and `migrate`, and the client commands of each
+noun (`app.cli.flows`, `app.cli.runs`, `app.cli.admin`) with the options they share."""
+
+from __future__ import annotations
+
+import argparse
+
+from app.cli import admin, flows, runs
+
+ROLES = ("app", "worker", "worker_and_app")
+DEFAULT_URL = "http://127.0.0.1:8000"
+KEYS = {
+    # The key a command sends: its environment variable and its option.
+    False: ("SLUICE_API_KEY", "--api-key"),
+    True: ("SLUICE_ADMIN_API_KEY", "--admin-key"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sluice", description="Automation flows with PostgreSQL as the only moving part."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the app, the worker, or both")
+    serve.add_argument("--host", help="address to bind (SLUICE_HOST; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (SLUICE_PORT; default 8000)")
+    serve.add_argument(
+        "--role",
+        choices=ROLES,
+        help="override SLUICE_CONTAINER_TYPE (default worker_and_app)",
+    )
+
+    migrate = commands.add_parser("migrate", help="bring the database schema to the latest version")
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 when the schema is not at the latest version",
+    )
+
+    project_options, admin_options = _client_options(admin=False), _client_options(admin=True)
+    flows.add_commands(commands, project_options)
+    runs.add_commands(commands, project_options)
+    admin.add_commands(commands, project_options, admin_options)
+    return parser
+
+
+def _client_options(*, admin: bool) -> argparse.ArgumentParser:
+    """The options every client command takes, sending the project key or the admin key."""
+    env, flag = KEYS[admin]
+    options = argparse.ArgumentParser(add_help=False)
+    options.set_defaults(admin=admin)
+    options.add_argument(
+        "--url", help=f"the Sluice server (default: $SLUICE_URL, else {DEFAULT_URL})"
+    )
+    options.add_argument(
+        flag,
+        dest="key",
+        metavar="KEY",
+        help=f"the {'admin ' if admin else ''}API key (default: ${env})",
+    )
+    options.add_argument("--json", action="store_true", help="print the server's JSON")
+    return options

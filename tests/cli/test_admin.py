@@ -1,0 +1,72 @@
+"""`sluice project create`, `sluice api-key create` (the admin key) and `sluice workers`."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import psycopg
+import pytest
+
+from tests.cli.helpers import Sluice
+
+
+def test_project_create_prints_its_key_once_with_a_note(app_url: str, sluice: Sluice) -> None:
+    ran = sluice("project", "create", "acme", "--concurrency-limit", "3")
+    assert ran.code == 0, ran.err
+    pattern = r"project {12}acme\nid {17}\d+\nconcurrency limit  3\napi key {12}sk_[\w-]+\n"
+    assert re.fullmatch(pattern, ran.out), ran.out
+    assert ran.err == "Store the API key now: it is shown only this once.\n"
+    again = sluice("project", "create", "acme")
+    assert (again.code, again.err) == (1, "sluice: a project named 'acme' exists\n")
+
+
+def test_api_key_create_adds_a_working_key(
+    app_url: str, sluice: Sluice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = json.loads(sluice("project", "create", "acme", "--json").out)["project"]
+    ran = sluice("api-key", "create", str(project["id"]), "--name", "ci", "--json")
+    assert ran.code == 0, ran.err
+    created = json.loads(ran.out)
+    assert (created["project_id"], created["name"]) == (project["id"], "ci")
+    monkeypatch.setenv("SLUICE_API_KEY", created["api_key"])
+    assert sluice("flow", "list").code == 0
+    missing = sluice("api-key", "create", "999")
+    assert (missing.code, missing.err) == (1, "sluice: no project 999\n")
+
+
+def test_administration_needs_the_admin_key(
+    app_url: str, sluice: Sluice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SLUICE_ADMIN_API_KEY")
+    ran = sluice("project", "create", "acme")
+    assert (ran.code, ran.err) == (
+        2,
+        "sluice: no admin API key: set SLUICE_ADMIN_API_KEY or pass --admin-key\n",
+    )
+    wrong = sluice("project", "create", "acme", "--admin-key", "wrong")
+    assert wrong.code == 1
+    assert wrong.err == (
+        "sluice: invalid admin API key (check SLUICE_ADMIN_API_KEY or --admin-key)\n"
+    )
+
+
+def test_workers_show_when_each_was_last_seen(
+    project_key: str, sluice: Sluice, database_url: str
+) -> None:
+    empty = sluice("workers")
+    assert (empty.code, empty.out, empty.err) == (0, "", "no workers\n")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO workers (id, host, pid, container_type, slots, version, last_seen)"
+            " VALUES ('w-1', 'box', 42, 'WORKER', 8, '0.1.0', now() - interval '2 hours')"
+        )
+    ran = sluice("workers")
+    assert ran.code == 0, ran.err
+    header, row = ran.out.splitlines()
+    assert header.split() == [
+        "WORKER", "HOST", "PID", "TYPE", "SLOTS", "VERSION", "STARTED", "LAST", "SEEN", "STOPPED"
+    ]  # fmt: skip
+    assert row.startswith("w-1     box   42   WORKER  8      0.1.0")
+    assert row.endswith("2h ago     -")
+    assert json.loads(sluice("workers", "--json").out)["workers"][0]["id"] == "w-1"
