@@ -9,6 +9,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from app.jobs import Queue
+from app.metrics import FlowLabels
 from app.signals import Publisher, Watchers
 
 
@@ -27,3 +28,5 @@ class WorkerServices:
     local_replies: Watchers
     """Sync callers waiting in this process (WORKER_AND_APP): replies handed over directly
     after the commit, besides the NOTIFY for other processes."""
+    flow_labels: FlowLabels
+    """The bounded project and flow labels of the runs this worker executes."""
