@@ -140,7 +140,7 @@ class Worker:
                     cancels,
                     self._mark_settled,
                     self._run_watchers,
-                    metrics.FlowLabels(settings.metrics_max_flows),
+                    flow_labels=metrics.FlowLabels(settings.metrics_max_flows),
                 )
                 handlers = await resources.enter_async_context(default_handlers(settings, services))
                 self.executor = Executor(handlers)
