@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -39,8 +40,12 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REGISTRY = CollectorRegistry()
 
+Labels = Mapping[str, str]
+"""Label values by label name."""
+
 OTHER = "_other"
 """The `project` and `flow` label values of every pair past the bound."""
+OTHER_LABELS: Labels = MappingProxyType({"project": OTHER, "flow": OTHER})
 
 LIVE_STATUSES = tuple(status.value for status in RunStatus if not status.final)
 """The values of `sluice_runs`'s `status` label: every one is exposed, at 0 when none."""
@@ -106,12 +111,12 @@ class FlowLabels:
         self.limit = limit
         self._kept: set[tuple[str, str]] = set()
 
-    def __call__(self, project: str, flow: str) -> dict[str, str]:
+    def __call__(self, project: str, flow: str) -> Labels:
         pair = (project, flow)
         if pair not in self._kept and len(self._kept) < self.limit:
             self._kept.add(pair)
         if pair not in self._kept:
-            project = flow = OTHER
+            return OTHER_LABELS
         return {"project": project, "flow": flow}
 
 

@@ -168,7 +168,7 @@ class _Clock:
         return self._db_now + timedelta(seconds=time.monotonic() - self._start)
 
 
-def _observe(labels: dict[str, str], record: StepRecord) -> None:
+def _observe(labels: metrics.Labels, record: StepRecord) -> None:
     if record.started_at is not None and record.finished_at is not None:
         seconds = (record.finished_at - record.started_at).total_seconds()
         status = str(record.status)

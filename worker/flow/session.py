@@ -74,8 +74,8 @@ class RunSession:
         self.parent_run_id: UUID | None = None
         self.resumable = False
         """Sync callers may wait in other processes (the run has paused before)."""
-        self.metric_labels: dict[str, str] = {}
-        """The run's bounded project and flow labels, set by `begin`."""
+        self.metric_labels = metrics.OTHER_LABELS
+        """The run's bounded project and flow labels, set by `begin` (`_other` before)."""
 
     # --- reads ---------------------------------------------------------------------------------
 
