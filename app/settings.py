@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     )
     http_allow_private: bool = False
 
+    metrics_max_flows: int = Field(
+        default=100,
+        ge=0,
+        description="Project/flow pairs a worker process labels its run and step metrics with; "
+        "later pairs are counted under project and flow '_other'.",
+    )
+
     log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR)$")
 
     @property

@@ -60,5 +60,5 @@ class CodeRunner:
         result = await self.sandboxes.run(
             project, StepRequest(code, input, ctx, limits, extra_paths)
         )
-        metrics.SANDBOX_OUTCOMES.inc(status=str(result.status))
+        metrics.SANDBOX_OUTCOMES.labels(status=str(result.status)).inc()
         return result

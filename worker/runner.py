@@ -140,6 +140,7 @@ class Worker:
                     cancels,
                     self._mark_settled,
                     self._run_watchers,
+                    flow_labels=metrics.FlowLabels(settings.metrics_max_flows),
                 )
                 handlers = await resources.enter_async_context(default_handlers(settings, services))
                 self.executor = Executor(handlers)
@@ -216,7 +217,7 @@ class Worker:
                     await self._release(session, [j.lease for j in jobs])
                     break
                 self.stats.claimed += len(jobs)
-                _observe_claims(jobs)
+                metrics.observe_claims([job.run_at for job in jobs], datetime.now(UTC))
                 for job in jobs:
                     self._start(job, session)
                 if not jobs:
@@ -382,15 +383,6 @@ async def _first(awaitable: Any, stopping: asyncio.Task[Any]) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def _observe_claims(jobs: list[Job]) -> None:
-    if not jobs:
-        return
-    metrics.JOBS_CLAIMED.inc(len(jobs))
-    now = datetime.now(UTC)
-    for job in jobs:
-        metrics.CLAIM_LATENCY.observe(max(0.0, (now - job.run_at).total_seconds()))
 
 
 def _announce_expired(

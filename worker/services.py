@@ -9,7 +9,13 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from app.jobs import Queue
+from app.metrics import FlowLabels
+from app.settings import Settings
 from app.signals import Publisher, Watchers
+
+
+def _flow_labels() -> FlowLabels:
+    return FlowLabels(Settings.model_fields["metrics_max_flows"].default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,3 +33,6 @@ class WorkerServices:
     local_replies: Watchers
     """Sync callers waiting in this process (WORKER_AND_APP): replies handed over directly
     after the commit, besides the NOTIFY for other processes."""
+    flow_labels: FlowLabels = dataclasses.field(default_factory=_flow_labels)
+    """The bounded project and flow labels of the runs this worker executes; the worker's
+    bound is `SLUICE_METRICS_MAX_FLOWS` (by default, that setting's default)."""

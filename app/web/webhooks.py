@@ -108,7 +108,7 @@ async def _webhook(request: Request, *, sync: bool) -> Response:
         response = (
             await replies.answer(state, run_id, replied) if sync else replies.accepted(run_id)
         )
-    metrics.WEBHOOKS.inc(mode="sync" if sync else "async", code=str(response.status_code))
+    metrics.WEBHOOKS.labels(mode="sync" if sync else "async", code=str(response.status_code)).inc()
     return response
 
 

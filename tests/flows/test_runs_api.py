@@ -197,22 +197,24 @@ async def test_a_failed_run_is_retried_from_its_failed_step(stack: Stack) -> Non
     assert "SUCCEEDED" in again.json()["error"]
 
 
+def value(samples: list[Sample], name: str, **labels: str) -> float:
+    return sum(s.value for s in samples if s.name == name and s.labels == labels)
+
+
 async def test_metrics_expose_runs_queue_and_step_durations(stack: Stack) -> None:
     waits = await stack.deploy(WAITS)
     beta = await stack.deploy(BETA)
+    project = str(stack.project_id)
+    failed_step = {"type": "code", "status": "FAILED", "project": project, "flow": "beta"}
+    failed_run = {"status": "FAILED", "project": project, "flow": "beta"}
 
-    def code_failures(samples: list[Sample]) -> float:
-        return sum(
-            s.value
-            for s in samples
-            if s.name == "sluice_step_duration_seconds_count"
-            and s.labels == {"type": "code", "status": "FAILED"}
-        )
-
-    failures_before = code_failures(await metric_samples(stack))
+    before = await metric_samples(stack)
     run_id = (await stack.trigger(waits["id"], sync=True)).headers["x-sluice-run-id"]
     await stack.wait_for_status(run_id, {"PAUSED"})
     await stack.wait_for_status(await started_run(stack, beta["id"]))
+    # The worker counts a run's end just after committing it.
+    ended = value(before, "sluice_runs_finished_total", **failed_run) + 1
+    await eventually(lambda: runs_finished(stack, failed_run, ended))
 
     response = await stack.client.get("/metrics")
     samples = await metric_samples(stack)
@@ -222,16 +224,47 @@ async def test_metrics_expose_runs_queue_and_step_durations(stack: Stack) -> Non
     assert runs == {"QUEUED": 0, "RUNNING": 0, "PAUSED": 1}
     jobs = {s.labels["state"] for s in samples if s.name == "sluice_queue_jobs"}
     assert {"ready", "scheduled", "running", "dead"} <= jobs
-    assert code_failures(samples) == failures_before + 1
+    count = "sluice_step_duration_seconds_count"
+    assert value(samples, count, **failed_step) == value(before, count, **failed_step) + 1
     buckets = [
         s
         for s in samples
         if s.name == "sluice_step_duration_seconds_bucket"
-        and s.labels.get("type") == "respond"
-        and s.labels.get("status") == "SUCCEEDED"
+        and s.labels.items() >= {"type": "respond", "status": "SUCCEEDED", "flow": "waits"}.items()
+        and s.labels["project"] == project
     ]
     assert buckets
     assert buckets[-1].labels["le"] == "+Inf"
+
+
+async def runs_finished(stack: Stack, labels: dict[str, str], expected: float) -> bool:
+    samples = await metric_samples(stack)
+    return value(samples, "sluice_runs_finished_total", **labels) == expected
+
+
+async def test_metrics_label_the_first_flows_a_worker_sees_and_count_later_ones_as_other(
+    database_url: str,
+) -> None:
+    async with running_stack(database_url, metrics_max_flows=1) as stack:
+        alpha = await stack.deploy(ALPHA)
+        beta = await stack.deploy(BETA)
+        project = str(stack.project_id)
+        own = {"status": "SUCCEEDED", "project": project, "flow": "alpha"}
+        other = {"status": "FAILED", "project": "_other", "flow": "_other"}
+        before = await metric_samples(stack)
+        for flow in (alpha, beta, alpha):
+            await stack.wait_for_status(await started_run(stack, flow["id"]))
+        alphas = value(before, "sluice_runs_finished_total", **own) + 2
+        await eventually(lambda: runs_finished(stack, own, alphas))
+        others = value(before, "sluice_runs_finished_total", **other) + 1
+        await eventually(lambda: runs_finished(stack, other, others))
+        samples = await metric_samples(stack)
+
+    count = "sluice_step_duration_seconds_count"
+    beta_step = {"type": "code", "status": "FAILED", "project": "_other", "flow": "_other"}
+    assert value(samples, count, **beta_step) == value(before, count, **beta_step) + 1
+    alpha_step = {"type": "respond", "status": "SUCCEEDED", "project": project, "flow": "alpha"}
+    assert value(samples, count, **alpha_step) == value(before, count, **alpha_step) + 2
 
 
 async def test_a_retry_does_not_rerun_a_tolerated_failure_before_the_failed_step(

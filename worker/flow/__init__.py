@@ -11,6 +11,7 @@ sandbox leaves the job to the executor (retried).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -103,7 +104,8 @@ class FlowEngine:
             return run
         plan = await self._plan(session, run.flow_version_id)
         clock = self.clock or _Clock(run.db_now).now
-        walk = replay.walk(plan, run, self.config, clock=clock, on_attempt=_observe)
+        observe = functools.partial(_observe, session.metric_labels)
+        walk = replay.walk(plan, run, self.config, clock=clock, on_attempt=observe)
         try:
             effect = next(walk)
             while True:
@@ -176,7 +178,8 @@ class _Clock:
         return self._db_now + timedelta(seconds=time.monotonic() - self._start)
 
 
-def _observe(record: StepRecord) -> None:
+def _observe(labels: metrics.Labels, record: StepRecord) -> None:
     if record.started_at is not None and record.finished_at is not None:
         seconds = (record.finished_at - record.started_at).total_seconds()
-        metrics.STEP_DURATION.observe(seconds, type=record.type, status=str(record.status))
+        status = str(record.status)
+        metrics.STEP_DURATION.labels(type=record.type, status=status, **labels).observe(seconds)

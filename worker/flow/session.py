@@ -74,6 +74,8 @@ class RunSession:
         self.parent_run_id: UUID | None = None
         self.resumable = False
         """Sync callers may wait in other processes (the run has paused before)."""
+        self.metric_labels = metrics.OTHER_LABELS
+        """The run's bounded project and flow labels, set by `begin` (`_other` before)."""
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -85,6 +87,7 @@ class RunSession:
             return await self.settle()
         self.parent_run_id = loaded.parent_run_id
         self.resumable = bool(loaded.waitpoints)
+        self.metric_labels = self.services.flow_labels(str(loaded.project_id), loaded.flow_name)
         return loaded
 
     async def definition(self, version_id: int) -> dict[str, Any]:
@@ -239,7 +242,7 @@ class RunSession:
         # Wake idle workers only when it can matter (this is the hot path): for a freed slot
         # of a limited project, or for a parent this run's end scheduled.
         self._job_done(wake=finished.gated or self.parent_run_id is not None)
-        metrics.RUNS_FINISHED.inc(status=str(outcome.status))
+        metrics.RUNS_FINISHED.labels(status=str(outcome.status), **self.metric_labels).inc()
         self._announce(finished.reply)
         return finished
 
