@@ -35,11 +35,12 @@ from worker.flow.effects import (
     StartChild,
     Wait,
 )
+from worker.flow.step_types import HTTP_TIMEOUT_SECONDS, ReplayConfig
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 RUN = UUID("00000000-0000-4000-8000-000000000001")
 CHILD = UUID("00000000-0000-4000-8000-00000000000c")
-CONFIG = replay.ReplayConfig("http://sluice.test", step_timeout_seconds=60, run_timeout_seconds=600)
+CONFIG = ReplayConfig("http://sluice.test", step_timeout_seconds=60, run_timeout_seconds=600)
 PAUSE = object()
 """What the world answers when the effect pauses the run: the walk is closed."""
 
@@ -502,7 +503,7 @@ def test_an_http_step_is_sent_as_rendered() -> None:
         "http://x.test/path",
         {"x-n": "7"},
         {"n": 7},
-        replay.HTTP_TIMEOUT_SECONDS,
+        HTTP_TIMEOUT_SECONDS,
     )
 
 

@@ -43,6 +43,7 @@ from worker.flow.effects import (
 )
 from worker.flow.performers import Interrupted, Performers
 from worker.flow.session import RunSession, Stop
+from worker.flow.step_types import ReplayConfig
 from worker.services import WorkerServices
 
 PLAN_CACHE_SIZE = 256
@@ -77,7 +78,7 @@ class FlowEngine:
         self.services = services
         self.performers = performers
         self.clock = clock
-        self.config = replay.ReplayConfig.of(settings)
+        self.config = ReplayConfig.of(settings)
         self._plans: OrderedDict[int, FlowPlan] = OrderedDict()
 
     async def __call__(self, job: Job) -> Settled:
