@@ -72,11 +72,11 @@ def _too_deep(steps: Any, path: str, depth: int) -> str | None:
 
 
 def _template_problems(step: Checked, path: str) -> Iterator[tuple[str, str]]:
-    check = templating.check_condition if step.type == "branch" else templating.check
+    compiles = templating.check_condition if step.type == "branch" else templating.check
     for name in step.templated:
         for where, text in _strings(getattr(step, name), f"{path}.{name}"):
             try:
-                check(text)
+                compiles(text)
             except templating.TemplateError as exc:
                 yield where, exc.message
 
