@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from app.flows.definition import (
-    FlowDefinition,
-    FlowDefinitionError,
-    Step,
-    content_hash,
-    flow_json_schema,
-    parse_flow,
-)
+from app.flows.definition import FlowDefinition, Step, content_hash, flow_json_schema, parse_flow
+from app.flows.problems import FlowDefinitionError
 from app.flows.templating import TemplateError, evaluate_condition, render
 
 __all__ = [

@@ -1,17 +1,16 @@
 """Flow definitions: the JSON document a user deploys, validated before anything runs.
 
 Invariant: a definition that `parse_flow` accepts is structurally sound — every field is
-known and well typed, step ids are unique across the whole flow (nested steps included) and
-usable as ``steps.<id>`` in templates, nesting and size stay within bounds, and every
-template compiles. What is left for run time is only what needs data: rendering templates,
-resolving the called flow, reaching the URL.
+known and well typed (the models here), step ids are usable as ``steps.<id>`` in templates,
+and the flow as a whole passes `structure`'s checks (unique step ids, nesting and size
+within bounds, templates that compile). What is left for run time is only what needs data:
+rendering templates, resolving the called flow, reaching the URL.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
@@ -25,9 +24,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
 
-from app.flows import templating
+from app.flows import structure, templating
+from app.flows.problems import FlowDefinitionError, listed
 
 FLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 STEP_ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
@@ -36,8 +35,6 @@ STEP_ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$"
 REQUIREMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+ ]*$"
 
-MAX_STEPS = 200
-MAX_NESTING_DEPTH = 8
 MAX_CODE_CHARS = 64 * 1024
 MAX_TEMPLATE_CHARS = 16 * 1024
 
@@ -240,15 +237,13 @@ class FlowDefinition(_Model):
     def _shallow_enough(cls, data: Any) -> Any:
         # Checked on the raw document, before pydantic recurses into it.
         if isinstance(data, dict):
-            too_deep = _too_deep(data.get("steps"), "steps", 1)
-            if too_deep is not None:
-                _fail([(too_deep, f"steps nest deeper than {MAX_NESTING_DEPTH} levels")])
+            structure.check_depth(data.get("steps"))
         return data
 
     @field_validator("steps")
     @classmethod
     def _sound_structure(cls, steps: list[Step]) -> list[Step]:
-        _fail(_structure_problems(steps))
+        structure.check(_walk(steps, "steps"))
         return steps
 
     def iter_steps(self) -> Iterator[tuple[str, Step]]:
@@ -261,23 +256,13 @@ LoopStep.model_rebuild()
 FlowDefinition.model_rebuild()
 
 
-class FlowDefinitionError(ValueError):
-    """A definition that does not validate; `problems` is fit for an HTTP 422 body."""
-
-    def __init__(self, problems: list[dict[str, str]]) -> None:
-        self.problems = problems
-        listed = "; ".join(
-            f"{p['path']}: {p['message']}" if p["path"] else p["message"] for p in problems
-        )
-        super().__init__(f"invalid flow definition: {listed}")
-
-
 def parse_flow(data: Any) -> FlowDefinition:
     """Validate a decoded JSON (or YAML) document; FlowDefinitionError lists every problem."""
     try:
         return FlowDefinition.model_validate(data)
     except ValidationError as exc:
-        raise FlowDefinitionError(_problems(exc.errors())) from None
+        problems = listed(exc.errors(), step_types=STEP_TYPES, hints=_PATTERN_HINTS)
+        raise FlowDefinitionError(problems) from None
 
 
 def flow_json_schema() -> dict[str, Any]:
@@ -311,118 +296,3 @@ def _walk(steps: Sequence[Step], path: str) -> Iterator[tuple[str, Step]]:
             yield from _walk(step.else_, f"{here}.else")
         elif isinstance(step, LoopStep):
             yield from _walk(step.steps, f"{here}.steps")
-
-
-def _fail(problems: list[tuple[str, str]]) -> None:
-    """Raise, for pydantic, every problem found by a whole-flow check (with its own path)."""
-    if problems:
-        raise PydanticCustomError(
-            "flow_structure",
-            "{summary}",
-            {"summary": "; ".join(f"{p}: {m}" for p, m in problems), "problems": problems},
-        )
-
-
-def _too_deep(steps: Any, path: str, depth: int) -> str | None:
-    if not isinstance(steps, list):
-        return None
-    for index, step in enumerate(steps):
-        here = f"{path}[{index}]"
-        if depth > MAX_NESTING_DEPTH:
-            return here
-        if isinstance(step, dict):
-            for key in ("then", "else", "steps"):
-                found = _too_deep(step.get(key), f"{here}.{key}", depth + 1)
-                if found is not None:
-                    return found
-    return None
-
-
-def _structure_problems(steps: list[Step]) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    first_seen: dict[str, str] = {}
-    count = 0
-    for path, step in _walk(steps, "steps"):
-        count += 1
-        if step.id in first_seen:
-            duplicate = f"duplicate step id '{step.id}' (also used at {first_seen[step.id]})"
-            problems.append((f"{path}.id", duplicate))
-        else:
-            first_seen[step.id] = path
-        problems.extend(_template_problems(step, path))
-    if count > MAX_STEPS:
-        problems.append(("steps", f"the flow has {count} steps; the limit is {MAX_STEPS}"))
-    return problems
-
-
-def _template_problems(step: _Step, path: str) -> Iterator[tuple[str, str]]:
-    check = templating.check_condition if isinstance(step, BranchStep) else templating.check
-    for name in step.templated:
-        for where, text in _strings(getattr(step, name), f"{path}.{name}"):
-            try:
-                check(text)
-            except templating.TemplateError as exc:
-                yield where, exc.message
-
-
-def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, _join(path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{path}[{index}]")
-
-
-def _problems(errors: list[ErrorDetails]) -> list[dict[str, str]]:
-    problems: list[dict[str, str]] = []
-    for error in errors:
-        ctx = error.get("ctx", {})
-        if error["type"] == "flow_structure":
-            problems.extend({"path": p, "message": m} for p, m in ctx["problems"])
-            continue
-        problems.append({"path": _path(error["loc"]), "message": _message(error)})
-    return problems
-
-
-def _message(error: ErrorDetails) -> str:
-    ctx = error.get("ctx", {})
-    if error["type"] == "union_tag_invalid":
-        return f"unknown step type {ctx['tag']!r}; expected one of: {', '.join(STEP_TYPES)}"
-    if error["type"] == "union_tag_not_found":
-        return f"a step needs a 'type', one of: {', '.join(STEP_TYPES)}"
-    if error["type"] == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_HINTS:
-        return _PATTERN_HINTS[ctx["pattern"]]
-    return error["msg"].removeprefix("Value error, ")
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    """``('steps', 1, 'respond', 'status')`` → ``steps[1].status``.
-
-    Pydantic puts the discriminator's tag after a step's index; it is not part of the
-    document, so it is left out.
-    """
-    path = ""
-    for position, part in enumerate(loc):
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part == "[key]":
-            continue  # pydantic's marker for "the key itself", already in the path
-        elif (
-            position >= 2
-            and isinstance(loc[position - 1], int)
-            and loc[position - 2] in ("steps", "then", "else")
-            and part in STEP_TYPES
-        ):
-            continue
-        else:
-            path = _join(path, part)
-    return path
-
-
-def _join(path: str, key: str) -> str:
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{json.dumps(key)}]"

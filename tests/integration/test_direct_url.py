@@ -11,7 +11,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from tests.integration.helpers import connect, eventually, fetchval
-from tests.worker.test_runner import running
+from tests.worker.running import running
 
 
 def as_user(url: str, user: str) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.sandbox import SandboxMode, SandboxPool, bwrap, uids
+from worker.sandbox import SandboxMode, SandboxPool, bwrap, protocol, uids
+from worker.sandbox.launch import Launcher
 
 
 @pytest.fixture(params=[SandboxMode.BWRAP, SandboxMode.PROCESS], ids=str)
@@ -47,3 +48,14 @@ def free_uids() -> Iterator[range | None]:
         yield block
     finally:
         os.close(lock)
+
+
+@pytest.fixture
+def launcher(mode: SandboxMode) -> Launcher:
+    return Launcher(
+        mode,
+        dedicated_uids=os.geteuid() == 0,
+        max_uses=10,
+        max_frame_bytes=protocol.DEFAULT_MAX_FRAME_BYTES,
+        tmpfs_bytes=8 << 20,
+    )

@@ -1,24 +1,9 @@
 from __future__ import annotations
 
-import os
-
-import pytest
-
 from tests.sandbox.helpers import descendants, open_fds, processes_of, step
-from worker.sandbox import Limits, SandboxMode, SandboxPool, StepStatus, protocol
+from worker.sandbox import Limits, SandboxMode, SandboxPool, StepStatus
 from worker.sandbox.launch import Launcher
 from worker.sandbox.process import Sandbox
-
-
-@pytest.fixture
-def launcher(mode: SandboxMode) -> Launcher:
-    return Launcher(
-        mode,
-        dedicated_uids=os.geteuid() == 0,
-        max_uses=10,
-        max_frame_bytes=protocol.DEFAULT_MAX_FRAME_BYTES,
-        tmpfs_bytes=8 << 20,
-    )
 
 
 async def test_a_started_sandbox_answers_and_closes_without_a_trace(

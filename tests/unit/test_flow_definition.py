@@ -9,15 +9,8 @@ from typing import Any
 import pytest
 
 from app.flows import FlowDefinitionError, content_hash, flow_json_schema, parse_flow, render
-from app.flows.definition import (
-    MAX_NESTING_DEPTH,
-    MAX_STEPS,
-    STEP_TYPES,
-    BranchStep,
-    CodeStep,
-    LoopStep,
-    RespondStep,
-)
+from app.flows.definition import STEP_TYPES, BranchStep, CodeStep, LoopStep, RespondStep
+from tests.unit.flow_documents import flow, problems, step
 
 # Issue 4's minimal example, exactly as written there.
 HELLO = json.loads("""
@@ -27,58 +20,6 @@ HELLO = json.loads("""
     "code": "def run(input, ctx):\\n    return {'hello': input['trigger']['body'].get('who', 'world')}"},
    {"id": "reply", "type": "respond", "status": 200, "body": "{{ steps.compute.output }}"}]}
 """)  # noqa: E501  (copied verbatim from the issue)
-
-VALID_STEPS: dict[str, dict[str, Any]] = {
-    "code": {
-        "type": "code",
-        "code": "def run(input, ctx):\n    return input",
-        "input": {"n": "{{ trigger.body.n }}"},
-        "requirements": ["requests==2.32.3", "pydantic[email]>=2,<3"],
-        "timeout_seconds": 10,
-    },
-    "http": {
-        "type": "http",
-        "method": "POST",
-        "url": "https://example.com/hooks/{{ trigger.body.id }}",
-        "headers": {"Authorization": "Bearer {{ trigger.headers.token }}"},
-        "body": {"items": "{{ steps.compute.output }}"},
-        "timeout_seconds": 5.5,
-    },
-    "branch": {
-        "type": "branch",
-        "condition": "{{ trigger.body.amount > 100 }}",
-        "then": [{"id": "big", "type": "respond", "status": 202}],
-        "else": [{"id": "small", "type": "delay", "seconds": 1}],
-    },
-    "loop": {
-        "type": "loop",
-        "items": "{{ trigger.body.rows }}",
-        "steps": [{"id": "each", "type": "code", "code": "def run(input, ctx):\n    return 1"}],
-    },
-    "delay": {"type": "delay", "until": "2030-01-01T09:00:00+02:00"},
-    "wait_for_webhook": {"type": "wait_for_webhook", "timeout_seconds": 86400},
-    "call_flow": {"type": "call_flow", "flow": "child-flow", "input": {"x": 1}, "wait": False},
-    "respond": {
-        "type": "respond",
-        "status": 201,
-        "headers": {"Location": "/things/{{ steps.compute.output.id }}"},
-        "body": None,
-    },
-}
-
-
-def flow(*steps: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {"name": "test-flow", "steps": list(steps), **fields}
-
-
-def step(kind: str, id: str = "s", **fields: Any) -> dict[str, Any]:
-    return {"id": id, **copy.deepcopy(VALID_STEPS[kind]), **fields}
-
-
-def problems(data: Any) -> list[dict[str, str]]:
-    with pytest.raises(FlowDefinitionError) as caught:
-        parse_flow(data)
-    return caught.value.problems
 
 
 def test_issue_example_parses_and_replies_with_an_object() -> None:
@@ -171,13 +112,6 @@ def test_branch_else_and_nested_steps_are_walked_in_order() -> None:
             "greater than or equal to 0",
         ),
         (flow(step("branch", condition="x > 1", then=None)), "steps[0].then", "valid list"),
-        (flow(step("branch", id="b", condition="{{ a }} {{ b }}")), "steps[0].condition", "one"),
-        (flow(step("respond", body={"a": ["{{ x"]})), "steps[0].body.a[0]", "end of template"),
-        (
-            flow(step("respond", body={"X Y": "{{ }}"})),
-            'steps[0].body["X Y"]',
-            "Expected an expression",
-        ),
         (
             flow(step("respond", headers={"bad name": "v"})),
             'steps[0].headers["bad name"]',
@@ -192,46 +126,6 @@ def test_bad_definitions_are_rejected_with_their_path(data: Any, path: str, mess
     found = problems(data)
     assert [p["path"] for p in found] == [path], found
     assert message in found[0]["message"]
-
-
-def test_duplicate_ids_are_refused_across_nesting() -> None:
-    data = flow(step("code", id="work"), step("branch", id="check"), step("respond", id="work"))
-    data["steps"][1]["else"] = [step("respond", id="check")]
-    assert problems(data) == [
-        {
-            "path": "steps[1].else[0].id",
-            "message": "duplicate step id 'check' (also used at steps[1])",
-        },
-        {"path": "steps[2].id", "message": "duplicate step id 'work' (also used at steps[0])"},
-    ]
-
-
-def nested(levels: int) -> dict[str, Any]:
-    """A flow whose innermost step sits `levels` deep (top level = 1)."""
-    inner = step("respond", id="inner")
-    for level in range(levels - 1):
-        inner = {"id": f"loop_{level}", "type": "loop", "items": [1], "steps": [inner]}
-    return flow(inner)
-
-
-def test_nesting_is_allowed_up_to_the_limit() -> None:
-    definition = parse_flow(nested(MAX_NESTING_DEPTH))
-    assert len(list(definition.iter_steps())) == MAX_NESTING_DEPTH
-
-
-@pytest.mark.parametrize("levels", [MAX_NESTING_DEPTH + 1, 2000])
-def test_nesting_too_deep_is_refused_before_validation_recurses(levels: int) -> None:
-    deepest = "steps[0]" + ".steps[0]" * MAX_NESTING_DEPTH
-    assert problems(nested(levels)) == [
-        {"path": deepest, "message": f"steps nest deeper than {MAX_NESTING_DEPTH} levels"}
-    ]
-
-
-def test_too_many_steps_are_refused() -> None:
-    data = flow(*(step("respond", id=f"s{n}") for n in range(MAX_STEPS + 1)))
-    assert problems(data) == [
-        {"path": "steps", "message": f"the flow has {MAX_STEPS + 1} steps; the limit is 200"}
-    ]
 
 
 def test_every_problem_is_listed_in_the_message() -> None:

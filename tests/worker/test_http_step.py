@@ -3,50 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gzip
 import json
 import shutil
-import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, ip_address
+from collections.abc import AsyncIterator
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import (
-    JSONResponse,
-    PlainTextResponse,
-    RedirectResponse,
-    Response,
-    StreamingResponse,
-)
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from ops.ports import free_port
-from worker.steps import METHODS, HttpClient, HttpRequestSpec, HttpStepError, address_refusal
-from worker.steps.http import IPAddress, _PoolPerHost
+from tests.worker.http_server import Server
+from worker.steps import HttpClient, HttpRequestSpec, HttpStepError, IPAddress
 
 LOOPBACK = IPv4Address("127.0.0.1")
-
-
-@dataclass
-class Server:
-    port: int
-    release: asyncio.Event
-    seen: list[str] = field(default_factory=list)
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
 
 
 def spec(
@@ -57,117 +30,6 @@ def spec(
     timeout: float = 10,
 ) -> HttpRequestSpec:
     return HttpRequestSpec(method, url, headers or {}, body, timeout)
-
-
-def make_app(release: asyncio.Event) -> Starlette:
-    async def json_(request: Request) -> Response:
-        return JSONResponse({"hello": "world"}, headers={"X-Custom": "yes"})
-
-    async def text(request: Request) -> Response:
-        return PlainTextResponse("plain words")
-
-    async def typed(request: Request) -> Response:
-        return Response(request.query_params["body"], media_type=request.query_params["type"])
-
-    async def echo(request: Request) -> Response:
-        assert request.client is not None
-        body = await request.body()
-        return JSONResponse(
-            {
-                "method": request.method,
-                "headers": dict(request.headers),
-                "body": body.decode(),
-                "client_port": request.client.port,
-            }
-        )
-
-    async def status(request: Request) -> Response:
-        code = int(request.path_params["code"])
-        return PlainTextResponse(f"failed\nbadly {'x' * 300}", status_code=code)
-
-    async def chain(request: Request) -> Response:
-        left = int(request.path_params["left"])
-        if left == 0:
-            return JSONResponse({"arrived": True})
-        return RedirectResponse(f"/chain/{left - 1}", 302)
-
-    async def loop(request: Request) -> Response:
-        return RedirectResponse("/loop", 302)
-
-    async def redirect(request: Request) -> Response:
-        code = int(request.query_params.get("code", "302"))
-        return RedirectResponse(request.query_params["to"], code)
-
-    async def hang(request: Request) -> Response:
-        await release.wait()
-        return PlainTextResponse("too late")
-
-    async def sized(request: Request) -> Response:
-        return Response(b"x" * int(request.path_params["size"]))
-
-    async def endless(request: Request) -> Response:
-        async def chunks() -> AsyncIterator[bytes]:
-            while not release.is_set() and not await request.is_disconnected():
-                yield b"x" * 65536
-
-        return StreamingResponse(chunks())
-
-    async def bomb(request: Request) -> Response:
-        return Response(gzip.compress(bytes(4_000_000)), headers={"Content-Encoding": "gzip"})
-
-    async def cookie(request: Request) -> Response:
-        response = PlainTextResponse("have one")
-        response.set_cookie("session", "abc")
-        return response
-
-    return Starlette(
-        routes=[
-            Route("/json", json_),
-            Route("/text", text),
-            Route("/typed", typed),
-            Route("/echo", echo, methods=sorted(METHODS)),
-            Route("/status/{code}", status),
-            Route("/chain/{left}", chain),
-            Route("/loop", loop),
-            Route("/redirect", redirect, methods=sorted(METHODS)),
-            Route("/hang", hang),
-            Route("/sized/{size}", sized),
-            Route("/endless", endless),
-            Route("/bomb", bomb),
-            Route("/cookie", cookie),
-        ]
-    )
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn without its signal handlers: the test session owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    # Listening before uvicorn starts: early connections wait in the backlog.
-    sock.listen()
-    state = Server(port=sock.getsockname()[1], release=asyncio.Event())
-    app = make_app(state.release)
-
-    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            state.seen.append(scope["path"])
-        await app(scope, receive, send)
-
-    config = uvicorn.Config(recording, lifespan="off", log_config=None, access_log=False)
-    uv = _Uvicorn(config)
-    task = asyncio.create_task(uv.serve(sockets=[sock]))
-    yield state
-    state.release.set()
-    uv.should_exit = True
-    await task
 
 
 @pytest.fixture
@@ -310,25 +172,6 @@ async def test_connections_are_reused_per_host_name(server: Server, client: Http
     assert again["body"]["client_port"] == first["body"]["client_port"]
     # Same address, another name: never a connection opened for the first name.
     assert other["body"]["client_port"] != first["body"]["client_port"]
-
-
-async def test_only_idle_pools_past_the_limit_are_closed(server: Server) -> None:
-    async with httpx.AsyncClient(transport=_PoolPerHost(max_pools=1)) as http:
-
-        async def port(name: str) -> int:
-            response = await http.get(server.url("/echo"), extensions={"sni_hostname": name})
-            return int(response.json()["client_port"])
-
-        first_a = await port("a")
-        request = http.build_request("GET", server.url("/echo"), extensions={"sni_hostname": "b"})
-        open_b = await http.send(request, stream=True)
-        # Pool "a" is idle, so pool "b" replaced it; "b" has a response open, so it outlives
-        # the new pool for "a", past the limit, and keeps its connection.
-        second_a = await port("a")
-        first_b = json.loads(await open_b.aread())["client_port"]
-        await open_b.aclose()
-        assert second_a != first_a
-        assert await port("b") == first_b
 
 
 async def test_cookies_are_never_kept(server: Server, client: HttpClient) -> None:
@@ -569,35 +412,6 @@ async def test_allow_private_reaches_loopback(server: Server, client: HttpClient
     for host in ("127.0.0.1", "localhost", "[::ffff:127.0.0.1]"):
         assert (await client.send(spec(server.url("/json", host=host))))["status"] == 200
     assert server.seen == ["/json"] * 3
-
-
-@pytest.mark.parametrize(
-    ("address", "kind"),
-    [
-        ("8.8.8.8", None),
-        ("2606:4700::1111", None),
-        ("::ffff:8.8.8.8", None),
-        ("64:ff9b::808:808", None),
-        ("2002:808:808::1", None),
-        ("127.0.0.53", "loopback"),
-        ("::ffff:10.1.2.3", "private"),
-        ("2002:7f00:1::1", "loopback"),
-        ("64:ff9b::a00:1", "private"),
-        ("100.127.255.254", "carrier-grade NAT"),
-        ("172.31.255.255", "private"),
-        ("172.32.0.1", None),
-        ("fd12:3456::1", "private"),
-        ("fec0::1", "private"),
-        ("ff02::1", "multicast"),
-        ("255.255.255.255", "reserved"),
-        ("192.0.2.1", "reserved"),
-        ("2001:db8::1", "reserved"),
-        ("::7f00:1", "reserved"),
-        ("0.1.2.3", "reserved"),
-    ],
-)
-def test_address_refusal(address: str, kind: str | None) -> None:
-    assert address_refusal(ip_address(address)) == kind
 
 
 # TLS

@@ -1,57 +1,20 @@
-"""The worker loop against real Postgres: lifecycle, bad jobs, stopping, lost leases."""
+"""The worker loop against real Postgres: lifecycle, bad jobs, a stop racing a claim."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pydantic
 import pytest
-from pydantic import SecretStr
 
 from app.jobs import Job, NewJob, Queue
-from app.settings import Settings
 from tests.integration.helpers import connect, create_project, eventually, fetchval
-from worker.executor import Handler, PermanentJobError
+from tests.worker.running import enqueue, running
+from worker.executor import PermanentJobError
 from worker.runner import Worker
-
-QUEUE = Queue(default_max_attempts=2)
-
-
-def settings_for(url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": SecretStr(url),
-        "worker_concurrency": 4,
-        "poll_interval_seconds": 0.2,
-        "heartbeat_interval_seconds": 0.2,
-        "lease_ttl_seconds": 5,
-        "maintenance_interval_seconds": 0.2,
-        "retry_base_seconds": 0.01,
-        "retry_max_seconds": 0.02,
-        "worker_grace_seconds": 5,
-        "pool_min_size": 1,
-        "pool_max_size": 8,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-@asynccontextmanager
-async def running(
-    url: str, handlers: Mapping[str, Handler], **overrides: Any
-) -> AsyncIterator[tuple[Worker, asyncio.Event, asyncio.Task[None]]]:
-    worker = Worker(settings_for(url, **overrides), handlers)
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        await asyncio.wait_for(worker.started.wait(), 30)
-        yield worker, stop, task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 async def echo(job: Job) -> Any:
@@ -73,11 +36,6 @@ async def boom(job: Job) -> None:
 
 async def refuse(job: Job) -> None:
     raise PermanentJobError("this job can never work")
-
-
-async def enqueue(url: str, jobs: list[NewJob]) -> list[int]:
-    async with await connect(url) as conn:
-        return [r.job_id for r in await QUEUE.enqueue_many(conn, jobs)]
 
 
 def settled(
@@ -230,52 +188,6 @@ async def test_claims_never_exceed_free_slots(database_url: str) -> None:
     assert worker.stats.completed == 10
 
 
-async def test_graceful_stop_finishes_quick_jobs_and_releases_slow_ones(
-    database_url: str,
-) -> None:
-    quick_may_finish = asyncio.Event()
-    started: set[str] = set()
-    cancelled: list[str] = []
-
-    async def work(job: Job) -> str:
-        started.add(job.payload)
-        try:
-            if job.payload == "quick":
-                await quick_may_finish.wait()
-            else:
-                await asyncio.Event().wait()  # never finishes on its own
-        except asyncio.CancelledError:
-            cancelled.append(job.payload)
-            raise
-        return "done"
-
-    quick, slow = await enqueue(database_url, [NewJob("work", "quick"), NewJob("work", "slow")])
-    worker = Worker(settings_for(database_url, worker_grace_seconds=0.5), {"work": work})
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-
-    async def both_started() -> bool:
-        return started == {"quick", "slow"}
-
-    await eventually(both_started)
-    stop.set()
-    quick_may_finish.set()
-    await asyncio.wait_for(task, 30)
-
-    assert cancelled == ["slow"]
-    assert worker.stats.completed == 1
-    assert worker.stats.released == 1
-    async with await connect(database_url) as conn:
-        cur = await conn.execute("SELECT id, state::text, lease_owner, last_error FROM jobs")
-        rows = await cur.fetchall()
-        stopped_at = await fetchval(
-            conn, "SELECT stopped_at FROM workers WHERE id = %s", (worker.id,)
-        )
-    assert rows == [(slow, "queued", None, f"released by worker {worker.id} stopping")]
-    assert quick not in {r[0] for r in rows}
-    assert stopped_at is not None
-
-
 async def test_a_stop_that_races_a_claim_hands_the_jobs_back(database_url: str) -> None:
     """The claim is held inside Postgres (on the project's gate lock) while the stop comes;
     the jobs it then returns are released, not run, and the loop does not go round again."""
@@ -314,35 +226,6 @@ async def test_a_stop_that_races_a_claim_hands_the_jobs_back(database_url: str) 
         assert await cur.fetchall() == [(i, "queued", None) for i in ids]
     finally:
         await blocker.close()
-
-
-async def test_a_lost_lease_cancels_the_execution(database_url: str) -> None:
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
-
-    async def hold(job: Job) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    (job_id,) = await enqueue(database_url, [NewJob("hold")])
-    async with running(database_url, {"hold": hold}) as (worker, _stop, _task):
-        await asyncio.wait_for(started.wait(), 10)
-        async with await connect(database_url) as conn:
-            # What a rescue and a re-claim by another worker leave behind.
-            await conn.execute(
-                "UPDATE jobs SET lease_owner = 'other-worker', attempt = attempt + 1 WHERE id = %s",
-                (job_id,),
-            )
-        await asyncio.wait_for(cancelled.wait(), 10)
-    assert worker.stats.completed == 0
-    assert worker.stats.released == 0
-    async with await connect(database_url) as conn:
-        owner = await fetchval(conn, "SELECT lease_owner FROM jobs WHERE id = %s", (job_id,))
-    assert owner == "other-worker", "the stale worker must not touch the new holder's job"
 
 
 async def test_worker_registers_and_refreshes_last_seen(database_url: str) -> None:

@@ -1,34 +1,34 @@
 """The `http` step's requests: vetted targets, pinned connections, bounded responses.
 
-Invariants: unless `allow_private`, no connection is opened to a loopback, link-local,
-private, unspecified, multicast, reserved or carrier-grade-NAT address. Each hop (the first
-request and every redirect) resolves its host once, refuses the hop if *any* resolved
-address is refused, and connects to one of those vetted addresses, never resolving again,
-so a DNS answer that changes between the check and the connection (rebinding) cannot
-redirect it. The request still names the original host (`Host`, TLS SNI and certificate
-verification), and a connection is only reused for the host name it was opened for. A
-response body is read only up to `max_response_bytes`; every failure, httpx's included,
-surfaces as one `HttpStepError`. Header values are never logged or put in errors.
+Invariants: unless `allow_private`, no connection is opened to an address the guard refuses
+(`guard.address_refusal`). Each hop (the first request and every redirect) resolves its host
+once, refuses the hop if *any* resolved address is refused, and connects to one of those
+vetted addresses, never resolving again, so a DNS answer that changes between the check and
+the connection (rebinding) cannot redirect it. The request still names the original host
+(`Host`, TLS SNI and certificate verification), and the name picks its connection pool
+(`_host_pools`). A response body is read only up to `max_response_bytes`; every failure,
+httpx's included, surfaces as one `HttpStepError`. Header values are never logged or put in
+errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 import socket
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import ip_address
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-IPAddress = IPv4Address | IPv6Address
+from worker.steps import _bodies
+from worker.steps._host_pools import PoolPerHost
+from worker.steps.guard import IPAddress, address_refusal
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
 
@@ -38,15 +38,6 @@ _ORIGIN_HEADERS = ("authorization", "proxy-authorization", "cookie")
 _BODY_HEADERS = ("content-type", "content-length", "transfer-encoding")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ERROR_SNIPPET = 200
-
-_SHARED = IPv4Network("100.64.0.0/10")
-_NAT64 = IPv6Network("64:ff9b::/96")
-_PRIVATE = (
-    IPv4Network("10.0.0.0/8"),
-    IPv4Network("172.16.0.0/12"),
-    IPv4Network("192.168.0.0/16"),
-    IPv6Network("fc00::/7"),
-)
 
 
 @dataclass(frozen=True)
@@ -77,36 +68,6 @@ class HttpStepError(Exception):
         self.output = output
 
 
-def address_refusal(address: IPAddress) -> str | None:
-    """What kind of address a step may not reach without SLUICE_HTTP_ALLOW_PRIVATE; None if public.
-
-    An IPv6 address that carries an IPv4 one (IPv4-mapped, 6to4, NAT64) is judged by it.
-    """
-    if isinstance(address, IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            return address_refusal(embedded)
-    if address.is_loopback:
-        return "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_unspecified:
-        return "unspecified"
-    if address.is_multicast:
-        return "multicast"
-    if address in _SHARED:
-        return "carrier-grade NAT"
-    if any(address in network for network in _PRIVATE) or (
-        isinstance(address, IPv6Address) and address.is_site_local
-    ):
-        return "private"
-    if address.is_reserved or not address.is_global:
-        return "reserved"
-    return None
-
-
 class HttpClient:
     """Sends `http` steps' requests over one pooled httpx client; `aclose` when done.
 
@@ -133,7 +94,7 @@ class HttpClient:
         self._max_redirects = max_redirects
         self._vet = vet
         self._client = httpx.AsyncClient(
-            transport=_PoolPerHost(),
+            transport=PoolPerHost(),
             headers={"User-Agent": "sluice"},
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
             timeout=None,
@@ -167,7 +128,10 @@ class HttpClient:
             raise HttpStepError(f"unsupported HTTP method {spec.method!r}")
         url = _target(spec.url, "URL")
         headers = _headers(spec.headers)
-        content = _content(spec.body, headers)
+        try:
+            content = _bodies.encode(spec.body, headers)
+        except _bodies.NotJson as exc:
+            raise HttpStepError(f"body is not a JSON value: {exc}") from None
         timeout = spec.timeout_seconds
         if not (timeout > 0 and math.isfinite(timeout)):
             raise HttpStepError(f"timeout_seconds must be a positive number, not {timeout!r}")
@@ -268,80 +232,6 @@ class HttpClient:
         return bytes(body)
 
 
-class _PoolPerHost(httpx.AsyncBaseTransport):
-    """A connection pool per host name (the `sni_hostname` extension of each request).
-
-    Requests are addressed to a vetted IP, so a single pool would share connections among
-    all names served at one address (a CDN's, say) and could send a request for one name
-    over a TLS connection verified for another. Past `max_pools`, the least recently used
-    pools with no response open are closed.
-    """
-
-    def __init__(self, max_pools: int = 32) -> None:
-        self._ssl_context = httpx.create_ssl_context(trust_env=False)
-        self._max_pools = max_pools
-        self._pools: OrderedDict[str, _Pool] = OrderedDict()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        name = request.extensions["sni_hostname"]
-        pool = self._pools.get(name)
-        if pool is None:
-            pool = self._pools[name] = _Pool(
-                httpx.AsyncHTTPTransport(verify=self._ssl_context, trust_env=False)
-            )
-        self._pools.move_to_end(name)
-        pool.open += 1
-        try:
-            await self._evict()
-            response = await pool.transport.handle_async_request(request)
-        except BaseException:
-            pool.open -= 1
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_Counted(response.stream, pool),
-            extensions=response.extensions,
-        )
-
-    async def _evict(self) -> None:
-        # Chosen and removed before any await, so that concurrent requests never share one.
-        idle = [name for name, pool in self._pools.items() if pool.open == 0]
-        excess = len(self._pools) - self._max_pools
-        for pool in [self._pools.pop(name) for name in idle[: max(excess, 0)]]:
-            await pool.transport.aclose()
-
-    async def aclose(self) -> None:
-        pools, self._pools = list(self._pools.values()), OrderedDict()
-        for pool in pools:
-            await pool.transport.aclose()
-
-
-class _Pool:
-    def __init__(self, transport: httpx.AsyncHTTPTransport) -> None:
-        self.transport = transport
-        self.open = 0
-
-
-class _Counted(httpx.AsyncByteStream):
-    """A response stream that tells its pool when it is closed."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, pool: _Pool) -> None:
-        self._stream = stream
-        self._pool: _Pool | None = pool
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if self._pool is not None:
-            self._pool.open -= 1
-            self._pool = None
-        await self._stream.aclose()
-
-
 async def _resolve(url: httpx.URL) -> list[IPAddress]:
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
@@ -375,7 +265,7 @@ def _result(url: httpx.URL, response: httpx.Response, body: bytes) -> dict[str, 
     output = {
         "status": response.status_code,
         "headers": dict(response.headers.items()),
-        "body": _decode(body, response.headers.get("content-type", "")),
+        "body": _bodies.decode(body, response.headers.get("content-type", "")),
     }
     if response.status_code >= 400:
         text = " ".join(body[: _ERROR_SNIPPET * 4].decode(errors="replace").split())
@@ -404,38 +294,6 @@ def _headers(headers: Mapping[str, str]) -> httpx.Headers:
         if name.lower() != "host":
             raw.append((name.encode("ascii"), value.encode()))
     return httpx.Headers(raw)
-
-
-def _content(body: Any, headers: httpx.Headers) -> bytes | None:
-    """The encoded body; sets a content-type for it unless `headers` has one."""
-    if body is None:
-        return None
-    if isinstance(body, str):
-        headers.setdefault("content-type", "text/plain; charset=utf-8")
-        return body.encode()
-    try:
-        content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise HttpStepError(f"body is not a JSON value: {exc}") from None
-    headers.setdefault("content-type", "application/json")
-    return content
-
-
-def _decode(body: bytes, content_type: str) -> Any:
-    if not body:
-        return None
-    media_type = content_type.partition(";")[0].strip().lower()
-    if media_type == "application/json" or media_type.endswith("+json"):
-        try:
-            return json.loads(body, parse_constant=_reject_constant)
-        except (ValueError, RecursionError):
-            pass
-    return body.decode(errors="replace")
-
-
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON, and a run's output must be storable as jsonb.
-    raise ValueError(name)
 
 
 def _reason(exc: BaseException) -> str:
