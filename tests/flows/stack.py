@@ -74,6 +74,22 @@ class Stack:
         await eventually(reached, within=within)
         return latest
 
+    async def wait_for_steps(
+        self, run_id: str, keys: list[str], *, within: float = 30.0
+    ) -> dict[str, Any]:
+        """The run once it is final with steps `keys` recorded: a step the run's end stopped
+        elsewhere (a cancel, the maintenance pass's timeout) is recorded by its worker just
+        after."""
+        latest: dict[str, Any] = {}
+
+        async def recorded() -> bool:
+            nonlocal latest
+            latest = await self.run(run_id)
+            return latest["status"] in FINAL and [s["key"] for s in latest["steps"]] == keys
+
+        await eventually(recorded, within=within)
+        return latest
+
 
 @contextlib.asynccontextmanager
 async def running_stack(

@@ -136,6 +136,7 @@ async def test_a_request_cut_short_by_the_run_timeout_times_out_the_run(
             {"name": "slow", "steps": [{"id": "call", "type": "http", "url": server.url("/slow")}]}
         )
 
-        run = await stack.wait_for_status(await started_run(stack, flow["id"]))
+        run = await stack.wait_for_steps(await started_run(stack, flow["id"]), ["call"])
 
     assert run["status"] == "TIMEOUT"
+    assert [(s["key"], s["status"]) for s in run["steps"]] == [("call", "TIMEOUT")]

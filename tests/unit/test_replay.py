@@ -32,7 +32,9 @@ from worker.flow.effects import (
     Reschedule,
     RunCode,
     SendHttp,
+    Settle,
     StartChild,
+    Stopped,
     Wait,
 )
 from worker.flow.step_types import HTTP_TIMEOUT_SECONDS, ReplayConfig
@@ -333,6 +335,20 @@ CASES = [
         ends=(Abandon, None, "sandbox failure in step 'compute': the child died"),
     ),
     Case(
+        "a step stopped by a cancel elsewhere is recorded as canceled and the job let go",
+        [code("long"), code("never")],
+        answers(Stopped(RunStatus.CANCELED)),
+        asked=[("RunCode", "long")],
+        ends=(Settle, None, StepStatus.CANCELED),
+    ),
+    Case(
+        "a step stopped by the run's timeout elsewhere is recorded as timed out",
+        [{"id": "call", "type": "http", "url": "http://x.test"}],
+        answers(Stopped(RunStatus.TIMEOUT)),
+        asked=[("SendHttp", "call")],
+        ends=(Settle, None, StepStatus.TIMEOUT),
+    ),
+    Case(
         "a template that fails fails its step without asking for anything",
         [code("compute", input="{{ nosuch.name }}")],
         answers(),
@@ -390,6 +406,9 @@ def test_walk(case: Case) -> None:
         assert shown == detail
     elif isinstance(walked.outcome, Abandon):
         assert walked.outcome.error == detail
+    elif isinstance(walked.outcome, Settle):
+        (stopped,) = walked.outcome.writes.records
+        assert stopped.status is detail
 
 
 def test_results_of_steps_without_effects_ride_along_with_the_next_effect() -> None:

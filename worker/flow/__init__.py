@@ -38,7 +38,9 @@ from worker.flow.effects import (
     Reschedule,
     RunCode,
     SendHttp,
+    Settle,
     StartChild,
+    Stopped,
     Wait,
 )
 from worker.flow.performers import Interrupted, Performers
@@ -138,16 +140,19 @@ class FlowEngine:
             answer = await self.performers.send_http(effect, canceled)
         if not isinstance(answer, Interrupted):
             return answer
-        if await session.status() is RunStatus.RUNNING:
+        status = await session.status()
+        if status is RunStatus.RUNNING:
             # A stale notification (a retried run, say): the step is run again.
             return Abandon(error="step interrupted by a cancel notification", delay_seconds=0)
-        return await session.settle()
+        return Stopped(status)
 
     async def _end(
         self, session: RunSession, outcome: Outcome, clock: Callable[[], datetime]
     ) -> Stop | Abandon | None:
         if isinstance(outcome, Abandon):
             return outcome
+        if isinstance(outcome, Settle):
+            return await session.settle(outcome.writes)
         if isinstance(outcome, Reschedule):
             run_at = clock() + timedelta(seconds=outcome.delay_seconds)
             return await session.reschedule(outcome.writes, run_at)

@@ -112,11 +112,23 @@ class Broken:
 
 
 @dataclass(frozen=True)
+class Stopped:
+    """The run ended elsewhere (canceled, timed out) while the effect was performed, and the
+    effect was stopped: the step is recorded as stopped, and the execution ends."""
+
+    run_status: RunStatus
+
+    @property
+    def step_status(self) -> StepStatus:
+        return StepStatus.TIMEOUT if self.run_status is RunStatus.TIMEOUT else StepStatus.CANCELED
+
+
+@dataclass(frozen=True)
 class ChildStarted:
     run_id: UUID
 
 
-Answer = Done | Failed | Broken | ChildStarted | Waitpoint
+Answer = Done | Failed | Broken | Stopped | ChildStarted | Waitpoint
 """What an effect is answered: the above, or the `Waitpoint` a `Wait` went on with."""
 
 # --- how an execution ends -----------------------------------------------------------------
@@ -149,4 +161,11 @@ class Abandon:
     delay_seconds: float | None = None
 
 
-Outcome = Finish | Reschedule | Abandon
+@dataclass(frozen=True, kw_only=True)
+class Settle:
+    """The run ended elsewhere: record what was stopped, and let the job go."""
+
+    writes: Writes = field(default_factory=Writes)
+
+
+Outcome = Finish | Reschedule | Abandon | Settle

@@ -41,7 +41,18 @@ from app.flows.definition import (
 )
 from app.flows.model import LoadedRun, RunStatus, StepRecord, StepStatus, Writes
 from worker.flow.context import FlowPlan, Scope
-from worker.flow.effects import Abandon, Answer, Done, Effect, Failed, Finish, Outcome, Reschedule
+from worker.flow.effects import (
+    Abandon,
+    Answer,
+    Done,
+    Effect,
+    Failed,
+    Finish,
+    Outcome,
+    Reschedule,
+    Settle,
+    Stopped,
+)
 from worker.flow.step_types import Part, ReplayConfig, StepTypes, ends
 
 Walk: TypeAlias = Generator[Effect, Answer, Outcome]
@@ -102,7 +113,7 @@ class _Replay(StepTypes):
         output = yield from self.steps(self.plan.definition.steps, Scope())
         if isinstance(output, Abandon):
             return output  # asked for right after an effect: nothing is pending
-        if isinstance(output, Finish | Reschedule):
+        if isinstance(output, Finish | Reschedule | Settle):
             return dataclasses.replace(output, writes=self.take())
         return Finish(status=RunStatus.SUCCEEDED, output=output, writes=self.take())
 
@@ -130,6 +141,11 @@ class _Replay(StepTypes):
             answer = yield from self.attempt(step, key, scope)
             if ends(answer):
                 return answer
+            if isinstance(answer, Stopped):
+                error = f"stopped: the run ended ({answer.run_status}) while it ran"
+                failed = Failed(answer.step_status, error)
+                self.pending[key] = self.record(step, key, failed, attempts, started)
+                return Settle()
             record = self.record(step, key, answer, attempts, started)
             if isinstance(answer, Done):
                 self.pending[key] = record

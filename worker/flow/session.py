@@ -246,11 +246,14 @@ class RunSession:
         self._announce(finished.reply)
         return finished
 
-    async def settle(self) -> Stop:
-        """The run ended elsewhere (or was retried meanwhile): delete the job and continue
-        the run if it is live."""
+    async def settle(self, writes: Writes | None = None) -> Stop:
+        """The run ended elsewhere (or was retried meanwhile): delete the job, record
+        `writes` (a step that was stopped) while the job is still ours, and continue the run
+        if it is live."""
         async with self._transaction() as conn:
-            await self.services.queue.complete_tx(conn, self.services.owner, self.job.lease)
+            fence = await self.services.queue.complete_tx(conn, self.services.owner, self.job.lease)
+            if writes and fence is Fence.KEPT:
+                await runs.record(conn, self.run_id, writes)
             await runs.continue_run(conn, self.run_id, at=self.now())
         return self._stopped(Stop.ENDED)
 

@@ -42,6 +42,7 @@ from worker.flow.effects import (
     Reschedule,
     RunCode,
     SendHttp,
+    Settle,
     StartChild,
     Wait,
 )
@@ -328,7 +329,7 @@ class StepTypes:
 
 def ends(value: Any) -> bool:
     """Whether a part of the walk ended the execution instead of producing an output."""
-    return isinstance(value, Finish | Reschedule | Abandon)
+    return isinstance(value, Finish | Reschedule | Abandon | Settle)
 
 
 def _not_started() -> Failed:
