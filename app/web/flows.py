@@ -6,23 +6,33 @@ flows are indistinguishable from missing ones (404).
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import TypeVar
+from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.flows import FlowDefinitionError, flow_json_schema, parse_flow, store
-from app.web import auth
+from app.web import auth, schemas
 from app.web.body import json_body
 from app.web.errors import ApiError
+from app.web.schemas import FlowEnabled, Problem, reply
+
+_View = TypeVar("_View", schemas.FlowSummary, schemas.Flow)
 
 
 async def schema(_request: Request) -> JSONResponse:
     return JSONResponse(flow_json_schema())
 
 
-def _webhook_url(request: Request, flow_id: object) -> str:
+def _webhook_url(request: Request, flow_id: UUID) -> str:
     return str(request.base_url).rstrip("/") + f"/webhooks/{flow_id}"
+
+
+def _view(view: type[_View], request: Request, flow: store.FlowSummary | store.FlowDetail) -> _View:
+    url = _webhook_url(request, flow.id)
+    return view.model_validate({**dataclasses.asdict(flow), "webhook_url": url})
 
 
 async def deploy(request: Request) -> JSONResponse:
@@ -39,40 +49,26 @@ async def deploy(request: Request) -> JSONResponse:
     try:
         definition = parse_flow(document)
     except FlowDefinitionError as exc:
-        raise ApiError(422, "invalid flow definition", problems=exc.problems) from None
+        problems = [Problem(path=p["path"], message=p["message"]) for p in exc.problems]
+        raise ApiError(422, "invalid flow definition", problems=problems) from None
     async with request.state.pool.connection() as conn:
         deployed = await store.deploy(conn, project_id, definition)
-    return JSONResponse(
-        {
-            "id": str(deployed.flow_id),
-            "name": name,
-            "version": deployed.version,
-            "created": deployed.created,
-            "webhook_url": _webhook_url(request, deployed.flow_id),
-        },
-        status_code=201 if deployed.created else 200,
+    view = schemas.FlowDeployed(
+        id=deployed.flow_id,
+        name=name,
+        version=deployed.version,
+        created=deployed.created,
+        webhook_url=_webhook_url(request, deployed.flow_id),
     )
+    return reply(view, 201 if deployed.created else 200)
 
 
 async def list_flows(request: Request) -> JSONResponse:
     project_id = await auth.project_id(request)
     async with request.state.pool.connection() as conn:
         flows = await store.list_flows(conn, project_id)
-    return JSONResponse(
-        {
-            "flows": [
-                {
-                    "id": str(f.id),
-                    "name": f.name,
-                    "enabled": f.enabled,
-                    "version": f.version,
-                    "created_at": f.created_at.isoformat(),
-                    "webhook_url": _webhook_url(request, f.id),
-                }
-                for f in flows
-            ]
-        }
-    )
+    summaries = [_view(schemas.FlowSummary, request, flow) for flow in flows]
+    return reply(schemas.FlowList(flows=summaries))
 
 
 async def show(request: Request) -> JSONResponse:
@@ -82,17 +78,7 @@ async def show(request: Request) -> JSONResponse:
         flow = await store.get(conn, project_id, name)
     if flow is None:
         raise ApiError(404, f"no flow {name!r}")
-    body: dict[str, Any] = {
-        "id": str(flow.id),
-        "name": flow.name,
-        "enabled": flow.enabled,
-        "version": flow.version,
-        "created_at": flow.created_at.isoformat(),
-        "version_created_at": flow.version_created_at.isoformat(),
-        "webhook_url": _webhook_url(request, flow.id),
-        "definition": flow.definition,
-    }
-    return JSONResponse(body)
+    return reply(_view(schemas.Flow, request, flow))
 
 
 async def enable(request: Request) -> JSONResponse:
@@ -109,7 +95,7 @@ async def _set_enabled(request: Request, enabled: bool) -> JSONResponse:
     async with request.state.pool.connection() as conn:
         if not await store.set_enabled(conn, project_id, name, enabled):
             raise ApiError(404, f"no flow {name!r}")
-    return JSONResponse({"name": name, "enabled": enabled})
+    return JSONResponse(FlowEnabled(name=name, enabled=enabled))
 
 
 async def delete(request: Request) -> Response:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app import schema
+from app.web.schemas import Health, NotReady, Ready, SchemaAtHead, SchemaBehind
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ READY_TIMEOUT_SECONDS = 2.0
 
 async def health(_request: Request) -> JSONResponse:
     """The process is up and serving HTTP."""
-    return JSONResponse({"status": "ok"})
+    return JSONResponse(Health(status="ok"))
 
 
 async def ready(request: Request) -> JSONResponse:
@@ -30,16 +31,13 @@ async def ready(request: Request) -> JSONResponse:
                 status = await schema.status(conn)
     except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
         log.warning("not ready: database unreachable (%s)", exc.__class__.__name__)
-        return JSONResponse(
-            {"status": "unavailable", "error": "database unreachable"}, status_code=503
-        )
+        unreachable = NotReady(status="unavailable", error="database unreachable")
+        return JSONResponse(unreachable, status_code=503)
     if not status.at_head:
-        return JSONResponse(
-            {
-                "status": "unavailable",
-                "error": "schema not at head; run `sluice migrate`",
-                "schema": {"current": status.current, "head": status.head},
-            },
-            status_code=503,
+        behind = NotReady(
+            status="unavailable",
+            error="schema not at head; run `sluice migrate`",
+            schema=SchemaBehind(current=status.current, head=status.head),
         )
-    return JSONResponse({"status": "ready", "schema": {"current": status.current}})
+        return JSONResponse(behind, status_code=503)
+    return JSONResponse(Ready(status="ready", schema=SchemaAtHead(current=status.head)))

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import datetime
-from typing import Any
-
 import pydantic
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app import projects, workers
-from app.web import auth
+from app.web import auth, schemas
 from app.web.body import parse
 from app.web.errors import ApiError
+from app.web.schemas import reply
 
 
 class NewProject(pydantic.BaseModel):
@@ -30,14 +27,6 @@ class NewApiKey(pydantic.BaseModel):
 class ProjectChange(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     concurrency_limit: int | None = pydantic.Field(ge=1)
-
-
-def _json(record: Any) -> dict[str, Any]:
-    """A dataclass record as JSON-ready values (timestamps in ISO 8601)."""
-    return {
-        key: value.isoformat() if isinstance(value, datetime) else value
-        for key, value in dataclasses.asdict(record).items()
-    }
 
 
 def _limit(request: Request) -> int:
@@ -61,7 +50,8 @@ async def create_project(request: Request) -> JSONResponse:
         except projects.ProjectNameTaken as exc:
             raise ApiError(409, str(exc)) from None
         _record, key = await projects.create_api_key(conn, project.id, "first key")
-    return JSONResponse({"project": _json(project), "api_key": key}, status_code=201)
+    created = schemas.ProjectCreated(project=schemas.Project.model_validate(project), api_key=key)
+    return reply(created, 201)
 
 
 async def create_api_key(request: Request) -> JSONResponse:
@@ -72,10 +62,10 @@ async def create_api_key(request: Request) -> JSONResponse:
         if await projects.get_project(conn, project_id) is None:
             raise ApiError(404, f"no project {project_id}")
         record, key = await projects.create_api_key(conn, project_id, body.name)
-    return JSONResponse(
-        {"api_key": key, "prefix": record.prefix, "project_id": project_id, "name": record.name},
-        status_code=201,
+    created = schemas.ApiKeyCreated(
+        api_key=key, prefix=record.prefix, project_id=project_id, name=record.name
     )
+    return reply(created, 201)
 
 
 async def change_project(request: Request) -> JSONResponse:
@@ -86,7 +76,7 @@ async def change_project(request: Request) -> JSONResponse:
         project = await projects.set_concurrency_limit(conn, project_id, body.concurrency_limit)
     if project is None:
         raise ApiError(404, f"no project {project_id}")
-    return JSONResponse(_json(project))
+    return reply(schemas.Project.model_validate(project))
 
 
 async def own_project(request: Request) -> JSONResponse:
@@ -94,11 +84,11 @@ async def own_project(request: Request) -> JSONResponse:
     async with request.state.pool.connection() as conn:
         project = await projects.get_project(conn, project_id)
     assert project is not None  # the key's project exists (keys cascade with it)
-    return JSONResponse(_json(project))
+    return reply(schemas.Project.model_validate(project))
 
 
 async def list_workers(request: Request) -> JSONResponse:
     await auth.project_id(request)
     async with request.state.pool.connection() as conn:
         found = await workers.recent(conn)
-    return JSONResponse({"workers": [_json(worker) for worker in found]})
+    return reply(schemas.WorkerList.model_validate({"workers": found}))

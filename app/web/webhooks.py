@@ -25,6 +25,7 @@ from app.flows.control import RunBudget
 from app.web import replies
 from app.web.body import read_limited
 from app.web.errors import ApiError
+from app.web.schemas import Resumed
 
 SIGNATURE_HEADER = "x-sluice-signature"
 # Headers not kept in a run's trigger: credentials stay out of the database.
@@ -165,7 +166,7 @@ async def _resume(request: Request, *, sync: bool) -> Response:
         if sync:
             return await replies.answer(state, run_id, replied)
     return JSONResponse(
-        {"run_id": str(run_id), "step": key, "status": "resumed"},
+        Resumed(run_id=str(run_id), step=key, status="resumed"),
         status_code=202,
         headers={replies.RUN_ID_HEADER: str(run_id)},
     )

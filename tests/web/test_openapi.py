@@ -27,7 +27,7 @@ from starlette.testclient import TestClient
 from app.flows import flow_json_schema
 from app.settings import Settings
 from app.web import create_app
-from app.web.openapi import document
+from app.web.api import document
 from tests.web.apps import ADMIN, app_client
 
 jsonschema: Any = importlib.import_module("jsonschema")  # a test dependency without stubs
