@@ -1,4 +1,5 @@
-"""The HTTP API as one table: each operation's route, handler and documentation.
+"""The HTTP API as one table: each operation's route, handler and documentation, in
+sections by tag and by the key they need.
 
 Invariant: `create_app` serves exactly these routes, and ``GET /openapi.json`` documents
 exactly these operations, so a route cannot exist undocumented.
@@ -37,6 +38,7 @@ from app.web.openapi import (
     Operation,
     Parameter,
     Reply,
+    Section,
     build,
     error_reply,
     json_body,
@@ -61,201 +63,154 @@ _RUN_QUERY = (
 )
 
 
-async def _openapi(_request: Request) -> JSONResponse:
+async def openapi(_request: Request) -> JSONResponse:
+    """This document."""
     return JSONResponse(_document())
 
 
-OPERATIONS = (
-    Operation(
-        "GET /health",
-        health.health,
-        "health",
-        "probes",
-        "Liveness: the process serves HTTP.",
-        {"200": json_reply("Serving.", schemas.Health)},
-    ),
+_PROBES = (
+    Operation("GET /health", health.health, {"200": json_reply("Serving.", schemas.Health)}),
     Operation(
         "GET /ready",
         health.ready,
-        "ready",
-        "probes",
-        "Readiness: the database answers and its schema is at head.",
         {
             "200": json_reply("Ready.", schemas.Ready),
             "503": json_reply("Not ready.", schemas.NotReady),
         },
     ),
     Operation(
+        "GET /metrics",
+        web_metrics.metrics_text,
+        {
+            "200": Reply(
+                "This process's metrics, with run and queue gauges.",
+                {metrics.CONTENT_TYPE.split(";")[0]: str},
+            )
+        },
+        id="metrics",
+        summary="Metrics in the Prometheus text format.",
+    ),
+    Operation(
+        "GET /openapi.json",
+        openapi,
+        {"200": json_reply("The OpenAPI 3.1 document.", {"type": "object"})},
+    ),
+)
+_ADMINISTRATION = (
+    Operation(
         "POST /api/v1/projects",
         projects.create_project,
-        "createProject",
-        "projects",
-        "Create a project and its first API key (shown only in this reply).",
         {
             "201": json_reply("Created.", schemas.ProjectCreated),
             "409": error_reply("The name is taken."),
             **VALIDATED_BODY,
         },
-        key=ADMIN_KEY,
         body=json_body(projects.NewProject),
     ),
     Operation(
         "POST /api/v1/projects/{project_id}/api-keys",
         projects.create_api_key,
-        "createApiKey",
-        "projects",
-        "Create another API key for a project (shown only in this reply).",
         {"201": json_reply("Created.", schemas.ApiKeyCreated), **NOT_FOUND, **VALIDATED_BODY},
-        key=ADMIN_KEY,
         body=json_body(projects.NewApiKey),
     ),
     Operation(
         "PATCH /api/v1/projects/{project_id}",
         projects.change_project,
-        "changeProject",
-        "projects",
-        "Set a project's concurrency limit (null: unlimited).",
         {"200": json_reply("The project.", schemas.Project), **NOT_FOUND, **VALIDATED_BODY},
-        key=ADMIN_KEY,
         body=json_body(projects.ProjectChange),
     ),
+)
+_OWN_PROJECT = (
     Operation(
         "GET /api/v1/project",
         projects.own_project,
-        "ownProject",
-        "projects",
-        "The project the key belongs to.",
         {"200": json_reply("The project.", schemas.Project)},
-        key=PROJECT_KEY,
     ),
     Operation(
         "GET /api/v1/workers",
         projects.list_workers,
-        "listWorkers",
-        "projects",
-        "The worker registry.",
         {"200": json_reply("Recently seen workers.", schemas.WorkerList)},
-        key=PROJECT_KEY,
     ),
+)
+_FLOW_SCHEMA = (
     Operation(
         "GET /api/v1/flow-schema",
-        flows.schema,
-        "flowSchema",
-        "flows",
-        "The JSON Schema of flow definitions.",
+        flows.flow_schema,
         {"200": json_reply("JSON Schema, draft 2020-12.", {"type": "object"})},
     ),
+)
+_FLOWS = (
     Operation(
-        "GET /api/v1/flows",
-        flows.list_flows,
-        "listFlows",
-        "flows",
-        "The project's flows.",
-        {"200": json_reply("The flows.", schemas.FlowList)},
-        key=PROJECT_KEY,
+        "GET /api/v1/flows", flows.list_flows, {"200": json_reply("The flows.", schemas.FlowList)}
     ),
     Operation(
         "PUT /api/v1/flows/{name}",
-        flows.deploy,
-        "deployFlow",
-        "flows",
-        "Add an immutable version (an identical definition adds nothing).",
+        flows.deploy_flow,
         {
             "200": json_reply("Identical to the latest version.", schemas.FlowDeployed),
             "201": json_reply("A new version.", schemas.FlowDeployed),
             "422": error_reply("An invalid definition; each problem with its path."),
             **READ_BODY,
         },
-        key=PROJECT_KEY,
         body=json_body({"$ref": "#/components/schemas/FlowDeployment"}),
     ),
     Operation(
         "GET /api/v1/flows/{name}",
-        flows.show,
-        "showFlow",
-        "flows",
-        "A flow with its latest version's definition.",
+        flows.show_flow,
         {"200": json_reply("The flow.", schemas.Flow), **NOT_FOUND},
-        key=PROJECT_KEY,
     ),
     Operation(
-        "DELETE /api/v1/flows/{name}",
-        flows.delete,
-        "deleteFlow",
-        "flows",
-        "Hide a flow (its versions are kept; the name can be reused).",
-        {"204": Reply("Deleted."), **NOT_FOUND},
-        key=PROJECT_KEY,
+        "DELETE /api/v1/flows/{name}", flows.delete_flow, {"204": Reply("Deleted."), **NOT_FOUND}
     ),
-    *(
-        Operation(
-            f"POST /api/v1/flows/{{name}}/{word}",
-            endpoint,
-            f"{word}Flow",
-            "flows",
-            f"Switch a flow {state}.",
-            {"200": json_reply("The flow's new state.", schemas.FlowEnabled), **NOT_FOUND},
-            key=PROJECT_KEY,
-        )
-        for word, state, endpoint in (
-            ("enable", "on", flows.enable),
-            ("disable", "off", flows.disable),
-        )
+    Operation(
+        "POST /api/v1/flows/{name}/enable",
+        flows.enable_flow,
+        {"200": json_reply("The flow's new state.", schemas.FlowEnabled), **NOT_FOUND},
     ),
+    Operation(
+        "POST /api/v1/flows/{name}/disable",
+        flows.disable_flow,
+        {"200": json_reply("The flow's new state.", schemas.FlowEnabled), **NOT_FOUND},
+    ),
+)
+_RUNS = (
     Operation(
         "GET /api/v1/runs",
         runs.list_runs,
-        "listRuns",
-        "runs",
-        "A page of the project's runs, newest first.",
         {
             "200": json_reply("The runs, and the next page's cursor (or null).", schemas.RunList),
             "422": error_reply("An invalid query parameter; see `problems`."),
         },
-        key=PROJECT_KEY,
         parameters=_RUN_QUERY,
     ),
     Operation(
         "GET /api/v1/runs/{run_id}",
-        runs.show,
-        "showRun",
-        "runs",
-        "A run with its trigger, output, reply, steps and child runs.",
+        runs.show_run,
         {"200": json_reply("The run.", Run), **NOT_FOUND},
-        key=PROJECT_KEY,
     ),
     Operation(
         "POST /api/v1/runs/{run_id}/cancel",
-        runs.cancel,
-        "cancelRun",
-        "runs",
-        "Cancel a run that has not ended, and its child runs.",
+        runs.cancel_run,
         {
             "200": json_reply("The canceled run.", RunSummary),
             "409": error_reply("The run has ended already."),
             **NOT_FOUND,
         },
-        key=PROJECT_KEY,
     ),
     Operation(
         "POST /api/v1/runs/{run_id}/retry",
-        runs.retry,
-        "retryRun",
-        "runs",
-        "Queue a run that ended unsuccessfully again, from its first unfinished step.",
+        runs.retry_run,
         {
             "202": json_reply("The run, queued again.", RunSummary),
             "409": error_reply("The run has not ended, or it succeeded."),
             **NOT_FOUND,
         },
-        key=PROJECT_KEY,
     ),
+)
+_WEBHOOKS = (
     Operation(
         "POST /webhooks/{flow_id}",
-        webhooks.webhook,
-        "triggerFlow",
-        "webhooks",
-        "Start a run of the flow.",
+        webhooks.trigger_flow,
         {
             "202": json_reply(
                 "Accepted: the run is committed.", schemas.RunAccepted, run_header=True
@@ -267,10 +222,7 @@ OPERATIONS = (
     ),
     Operation(
         "POST /webhooks/{flow_id}/sync",
-        webhooks.webhook_sync,
-        "triggerFlowSync",
-        "webhooks",
-        "Start a run and wait for its reply.",
+        webhooks.trigger_flow_sync,
         {**SYNC_REPLIES, **WEBHOOK_ERRORS},
         body=WEBHOOK_BODY,
         parameters=(SIGNATURE,),
@@ -278,52 +230,38 @@ OPERATIONS = (
     Operation(
         "POST /resume/{run_id}/{token}",
         webhooks.resume_run,
-        "resumeRun",
-        "webhooks",
-        "Continue a run waiting in a `wait_for_webhook` step; the body is its output.",
         {"202": json_reply("Resumed.", schemas.Resumed, run_header=True), **RESUME_ERRORS},
         body=WEBHOOK_BODY,
     ),
     Operation(
         "POST /resume/{run_id}/{token}/sync",
         webhooks.resume_run_sync,
-        "resumeRunSync",
-        "webhooks",
-        "Continue a waiting run and wait for its next reply.",
         {**SYNC_REPLIES, **RESUME_ERRORS},
         body=WEBHOOK_BODY,
     ),
-    Operation(
-        "GET /metrics",
-        web_metrics.metrics_text,
-        "metrics",
-        "probes",
-        "Metrics in the Prometheus text format.",
-        {
-            "200": Reply(
-                "This process's metrics, with run and queue gauges.",
-                {metrics.CONTENT_TYPE.split(";")[0]: str},
-            )
-        },
-    ),
-    Operation(
-        "GET /openapi.json",
-        _openapi,
-        "openapi",
-        "probes",
-        "This document.",
-        {"200": json_reply("The OpenAPI 3.1 document.", {"type": "object"})},
-    ),
+)
+SECTIONS = (
+    Section("probes", None, _PROBES),
+    Section("projects", ADMIN_KEY, _ADMINISTRATION),
+    Section("projects", PROJECT_KEY, _OWN_PROJECT),
+    Section("flows", None, _FLOW_SCHEMA),
+    Section("flows", PROJECT_KEY, _FLOWS),
+    Section("runs", PROJECT_KEY, _RUNS),
+    Section("webhooks", None, _WEBHOOKS),
 )
 
 
 def routes() -> list[Route]:
-    return [Route(op.path, op.endpoint, methods=[op.method]) for op in OPERATIONS]
+    return [
+        Route(operation.path, operation.endpoint, methods=[operation.method])
+        for section in SECTIONS
+        for operation in section.operations
+    ]
 
 
 @functools.cache
 def _document() -> Json:
-    return build(OPERATIONS, PATH_PARAMETERS)
+    return build(SECTIONS, PATH_PARAMETERS)
 
 
 def document() -> Json:

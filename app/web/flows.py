@@ -22,7 +22,8 @@ from app.web.schemas import FlowEnabled, Problem, reply
 _View = TypeVar("_View", schemas.FlowSummary, schemas.Flow)
 
 
-async def schema(_request: Request) -> JSONResponse:
+async def flow_schema(_request: Request) -> JSONResponse:
+    """The JSON Schema of flow definitions."""
     return JSONResponse(flow_json_schema())
 
 
@@ -35,7 +36,8 @@ def _view(view: type[_View], request: Request, flow: store.FlowSummary | store.F
     return view.model_validate({**dataclasses.asdict(flow), "webhook_url": url})
 
 
-async def deploy(request: Request) -> JSONResponse:
+async def deploy_flow(request: Request) -> JSONResponse:
+    """Add an immutable version (an identical definition adds nothing)."""
     project_id = await auth.project_id(request)
     name = request.path_params["name"]
     document = await json_body(request, request.state.settings.max_body_bytes)
@@ -64,6 +66,7 @@ async def deploy(request: Request) -> JSONResponse:
 
 
 async def list_flows(request: Request) -> JSONResponse:
+    """The project's flows."""
     project_id = await auth.project_id(request)
     async with request.state.pool.connection() as conn:
         flows = await store.list_flows(conn, project_id)
@@ -71,7 +74,8 @@ async def list_flows(request: Request) -> JSONResponse:
     return reply(schemas.FlowList(flows=summaries))
 
 
-async def show(request: Request) -> JSONResponse:
+async def show_flow(request: Request) -> JSONResponse:
+    """A flow with its latest version's definition."""
     project_id = await auth.project_id(request)
     name = request.path_params["name"]
     async with request.state.pool.connection() as conn:
@@ -81,11 +85,13 @@ async def show(request: Request) -> JSONResponse:
     return reply(_view(schemas.Flow, request, flow))
 
 
-async def enable(request: Request) -> JSONResponse:
+async def enable_flow(request: Request) -> JSONResponse:
+    """Switch a flow on."""
     return await _set_enabled(request, True)
 
 
-async def disable(request: Request) -> JSONResponse:
+async def disable_flow(request: Request) -> JSONResponse:
+    """Switch a flow off."""
     return await _set_enabled(request, False)
 
 
@@ -98,7 +104,8 @@ async def _set_enabled(request: Request, enabled: bool) -> JSONResponse:
     return JSONResponse(FlowEnabled(name=name, enabled=enabled))
 
 
-async def delete(request: Request) -> Response:
+async def delete_flow(request: Request) -> Response:
+    """Hide a flow (its versions are kept; the name can be reused)."""
     project_id = await auth.project_id(request)
     name = request.path_params["name"]
     async with request.state.pool.connection() as conn:

@@ -19,12 +19,12 @@ READY_TIMEOUT_SECONDS = 2.0
 
 
 async def health(_request: Request) -> JSONResponse:
-    """The process is up and serving HTTP."""
+    """Liveness: the process serves HTTP."""
     return JSONResponse(Health(status="ok"))
 
 
 async def ready(request: Request) -> JSONResponse:
-    """200 only when the database answers and its schema is at the migrations' head."""
+    """Readiness: the database answers and its schema is at head."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             async with request.state.pool.connection(timeout=READY_TIMEOUT_SECONDS) as conn:

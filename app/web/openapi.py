@@ -1,15 +1,17 @@
 """The OpenAPI 3.1 document, written from the table of operations (`app.web.api`).
 
-Invariant: no schema here is written by hand. Bodies, replies and parameters name their
-types, and pydantic describes them in one pass (a model several operations use is one
-component); the flow definition is the schema `flow_json_schema()` publishes, its
-``$defs`` moved into ``components/schemas``. Every ``$ref`` resolves within the document
-(tests/web/test_openapi.py fails otherwise).
+Invariant: a body, reply or parameter names its type, and pydantic writes the schema, all
+types in one pass (a model several operations use is one component); only what has no
+type (a header's pattern, "any JSON object") is a schema in the table. The flow definition
+is the schema `flow_json_schema()` publishes, its ``$defs`` moved into
+``components/schemas``. Every ``$ref`` resolves within the document (tests/web/
+test_openapi.py fails otherwise).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -74,19 +76,17 @@ class Parameter:
 
 @dataclass(frozen=True)
 class Operation:
-    """A route (``"GET /health"``), its handler and its documentation. `key` is the
-    security scheme it needs (None: no key); the path's own parameters come from the path
-    template."""
+    """A route (``"GET /health"``), its handler and what it answers. Unless given, its
+    operationId is the handler's name in camelCase and its summary the handler's
+    docstring; the path's own parameters come from the path template."""
 
     route: str
     endpoint: Callable[[Request], Awaitable[Response]]
-    id: str
-    tag: str
-    summary: str
     replies: Mapping[str, Reply]
-    key: str | None = None
     body: Body | None = None
     parameters: tuple[Parameter, ...] = ()
+    id: str | None = None
+    summary: str | None = None
 
     @property
     def method(self) -> str:
@@ -95,6 +95,25 @@ class Operation:
     @property
     def path(self) -> str:
         return self.route.split(" ", 1)[1]
+
+    def operation_id(self) -> str:
+        first, *others = self.endpoint.__name__.split("_")
+        return self.id or first + "".join(word.capitalize() for word in others)
+
+    def summary_text(self) -> str:
+        docstring = inspect.getdoc(self.endpoint)
+        if self.summary is None and docstring is None:
+            raise ValueError(f"{self.route}: its handler has no docstring, and no summary given")
+        return self.summary or " ".join(str(docstring).split("\n\n")[0].split())
+
+
+@dataclass(frozen=True)
+class Section:
+    """Operations under one tag that need the same key: a security scheme (None: none)."""
+
+    tag: str
+    key: str | None
+    operations: tuple[Operation, ...]
 
 
 def json_reply(description: str, shape: Shape, *, run_header: bool = False) -> Reply:
@@ -112,20 +131,21 @@ def json_body(shape: Shape) -> Body:
 UNAUTHORIZED = error_reply("The key is missing or not valid.", "Unauthorized")
 
 
-def build(operations: Iterable[Operation], path_parameters: Mapping[str, Parameter]) -> Json:
-    """The document of `operations`; `path_parameters` describes each path template name."""
-    operations = tuple(operations)
+def build(sections: Iterable[Section], path_parameters: Mapping[str, Parameter]) -> Json:
+    """The document of `sections`; `path_parameters` describes each path template name."""
+    sections = tuple(sections)
 
     def parameters(operation: Operation) -> list[Parameter]:
         named = re.findall(r"\{(\w+)\}", operation.path)
         return [path_parameters[name] for name in named] + list(operation.parameters)
 
-    schemas = _Schemas(_shapes(operations, parameters))
+    schemas = _Schemas(_shapes(sections, parameters))
     writer = _Writer(schemas)
     paths: Json = {}
-    for operation in operations:
-        written = writer.operation(operation, parameters(operation))
-        paths.setdefault(operation.path, {})[operation.method.lower()] = written
+    for section in sections:
+        for operation in section.operations:
+            written = writer.operation(section, operation, parameters(operation))
+            paths.setdefault(operation.path, {})[operation.method.lower()] = written
     return {
         "openapi": VERSION,
         "info": {
@@ -162,9 +182,9 @@ def build(operations: Iterable[Operation], path_parameters: Mapping[str, Paramet
 
 
 def _shapes(
-    operations: Iterable[Operation], parameters: Callable[[Operation], list[Parameter]]
+    sections: Iterable[Section], parameters: Callable[[Operation], list[Parameter]]
 ) -> Iterator[tuple[Shape, JsonSchemaMode]]:
-    for operation in operations:
+    for operation in (operation for section in sections for operation in section.operations):
         replies = [*operation.replies.values(), UNAUTHORIZED]
         for reply in replies:
             yield from ((shape, "serialization") for shape in reply.content.values())
@@ -209,18 +229,20 @@ class _Writer:
         self.responses: Json = {}
         self.parameters: Json = {}
 
-    def operation(self, operation: Operation, parameters: list[Parameter]) -> Json:
+    def operation(
+        self, section: Section, operation: Operation, parameters: list[Parameter]
+    ) -> Json:
         written: Json = {
-            "operationId": operation.id,
-            "summary": operation.summary,
-            "tags": [operation.tag],
-            "security": [{operation.key: []}] if operation.key else [],
+            "operationId": operation.operation_id(),
+            "summary": operation.summary_text(),
+            "tags": [section.tag],
+            "security": [{section.key: []}] if section.key else [],
         }
         if parameters:
             written["parameters"] = [self.parameter(parameter) for parameter in parameters]
         if operation.body is not None:
             written["requestBody"] = self.body(operation.body)
-        replies = {**operation.replies, "401": UNAUTHORIZED} if operation.key else operation.replies
+        replies = {**operation.replies, "401": UNAUTHORIZED} if section.key else operation.replies
         written["responses"] = {status: self.reply(replies[status]) for status in sorted(replies)}
         return written
 

@@ -42,6 +42,7 @@ def _path_id(request: Request) -> int:
 
 
 async def create_project(request: Request) -> JSONResponse:
+    """Create a project and its first API key (shown only in this reply)."""
     auth.require_admin(request)
     body = await parse(request, NewProject, _limit(request))
     async with request.state.pool.connection() as conn, conn.transaction():
@@ -55,6 +56,7 @@ async def create_project(request: Request) -> JSONResponse:
 
 
 async def create_api_key(request: Request) -> JSONResponse:
+    """Create another API key for a project (shown only in this reply)."""
     auth.require_admin(request)
     project_id = _path_id(request)
     body = await parse(request, NewApiKey, _limit(request))
@@ -69,6 +71,7 @@ async def create_api_key(request: Request) -> JSONResponse:
 
 
 async def change_project(request: Request) -> JSONResponse:
+    """Set a project's concurrency limit (null: unlimited)."""
     auth.require_admin(request)
     project_id = _path_id(request)
     body = await parse(request, ProjectChange, _limit(request))
@@ -80,6 +83,7 @@ async def change_project(request: Request) -> JSONResponse:
 
 
 async def own_project(request: Request) -> JSONResponse:
+    """The project the key belongs to."""
     project_id = await auth.project_id(request)
     async with request.state.pool.connection() as conn:
         project = await projects.get_project(conn, project_id)
@@ -88,6 +92,7 @@ async def own_project(request: Request) -> JSONResponse:
 
 
 async def list_workers(request: Request) -> JSONResponse:
+    """The worker registry."""
     await auth.project_id(request)
     async with request.state.pool.connection() as conn:
         found = await workers.recent(conn)

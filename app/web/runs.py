@@ -42,6 +42,7 @@ def _query_status(request: Request) -> str | None:
 
 
 async def list_runs(request: Request) -> JSONResponse:
+    """A page of the project's runs, newest first."""
     project_id = await auth.project_id(request)
     limit = _query_limit(request)
     status = _query_status(request)
@@ -69,7 +70,8 @@ async def _summary(request: Request, project_id: int, run_id: UUID) -> run_views
     return summary
 
 
-async def show(request: Request) -> JSONResponse:
+async def show_run(request: Request) -> JSONResponse:
+    """A run with its trigger, output, reply, steps and child runs."""
     project_id = await auth.project_id(request)
     run_id = parse_uuid(request.path_params["run_id"], "run")
     async with request.state.pool.connection() as conn:
@@ -79,7 +81,8 @@ async def show(request: Request) -> JSONResponse:
     return reply(run)
 
 
-async def cancel(request: Request) -> JSONResponse:
+async def cancel_run(request: Request) -> JSONResponse:
+    """Cancel a run that has not ended, and its child runs."""
     project_id = await auth.project_id(request)
     run_id = parse_uuid(request.path_params["run_id"], "run")
     state = request.state
@@ -96,7 +99,8 @@ async def cancel(request: Request) -> JSONResponse:
     return reply(await _summary(request, project_id, run_id))
 
 
-async def retry(request: Request) -> JSONResponse:
+async def retry_run(request: Request) -> JSONResponse:
+    """Queue a run that ended unsuccessfully again, from its first unfinished step."""
     project_id = await auth.project_id(request)
     run_id = parse_uuid(request.path_params["run_id"], "run")
     state = request.state

@@ -82,11 +82,13 @@ def _check_signature(secret: str, raw: bytes, header: str | None) -> None:
         raise ApiError(401, f"invalid {SIGNATURE_HEADER}: expected sha256=<hex HMAC of the body>")
 
 
-async def webhook(request: Request) -> Response:
+async def trigger_flow(request: Request) -> Response:
+    """Start a run of the flow."""
     return await _webhook(request, sync=False)
 
 
-async def webhook_sync(request: Request) -> Response:
+async def trigger_flow_sync(request: Request) -> Response:
+    """Start a run and wait for its reply."""
     return await _webhook(request, sync=True)
 
 
@@ -133,10 +135,12 @@ async def _start_signed_run(
 
 
 async def resume_run(request: Request) -> Response:
+    """Continue a run waiting in a `wait_for_webhook` step; the body is its output."""
     return await _resume(request, sync=False)
 
 
 async def resume_run_sync(request: Request) -> Response:
+    """Continue a waiting run and wait for its next reply."""
     return await _resume(request, sync=True)
 
 
