@@ -101,10 +101,12 @@ class Operation:
         return self.id or first + "".join(word.capitalize() for word in others)
 
     def summary_text(self) -> str:
+        if self.summary is not None:
+            return self.summary
         docstring = inspect.getdoc(self.endpoint)
-        if self.summary is None and docstring is None:
-            raise ValueError(f"{self.route}: its handler has no docstring, and no summary given")
-        return self.summary or " ".join(str(docstring).split("\n\n")[0].split())
+        if docstring is None:
+            raise ValueError(f"{self.route}: no summary, and its handler has no docstring")
+        return " ".join(docstring.split("\n\n")[0].split())
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,7 @@ def _shapes(
     sections: Iterable[Section], parameters: Callable[[Operation], list[Parameter]]
 ) -> Iterator[tuple[Shape, JsonSchemaMode]]:
     for operation in (operation for section in sections for operation in section.operations):
-        replies = [*operation.replies.values(), UNAUTHORIZED]
-        for reply in replies:
+        for reply in [*operation.replies.values(), UNAUTHORIZED]:
             yield from ((shape, "serialization") for shape in reply.content.values())
         if operation.body is not None:
             yield from ((shape, "validation") for shape in operation.body.content.values())
