@@ -40,4 +40,5 @@ async def ready(request: Request) -> JSONResponse:
             schema=SchemaBehind(current=status.current, head=status.head),
         )
         return JSONResponse(behind, status_code=503)
-    return JSONResponse(Ready(status="ready", schema=SchemaAtHead(current=status.head)))
+    at_head = SchemaAtHead(current=status.head)  # the current revision, typed as one
+    return JSONResponse(Ready(status="ready", schema=at_head))
