@@ -1,5 +1,6 @@
 """Read-only views of runs for the API and metrics; the only module that runs
-``app/sql/run_views.sql``. Every run query is scoped to a project."""
+``app/sql/run_views.sql``. Every run query is scoped to a project, and answers with the
+reply models defined here (the API's run shapes)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from pydantic import model_validator
 
 from app import queries
+from app.flows.model import RunStatus, StepStatus
+from app.views import Timestamp, View
 
 _SQL = queries.load("run_views")
 
+DEFAULT_PAGE = 50
 MAX_PAGE = 200
 
 
@@ -38,21 +43,77 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise BadCursor(f"invalid cursor {cursor!r}") from None
 
 
-def summary(row: dict[str, Any]) -> dict[str, Any]:
-    started, finished = row["started_at"], row["finished_at"]
-    return {
-        "id": str(row["id"]),
-        "flow": row["flow"],
-        "flow_id": str(row["flow_id"]),
-        "version": row["version"],
-        "status": row["status"],
-        "parent_run_id": str(row["parent_run_id"]) if row["parent_run_id"] else None,
-        "created_at": row["created_at"].isoformat(),
-        "started_at": started.isoformat() if started else None,
-        "finished_at": finished.isoformat() if finished else None,
-        "duration_seconds": (finished - started).total_seconds() if started and finished else None,
-        "error": row["error"],
-    }
+class _Timed(View):
+    """A record with `started_at` and `finished_at`: `duration_seconds` is the time between."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _duration(cls, row: Any) -> Any:
+        if not isinstance(row, dict):
+            return row
+        started, finished = row.get("started_at"), row.get("finished_at")
+        seconds = (finished - started).total_seconds() if started and finished else None
+        return {**row, "duration_seconds": seconds}
+
+
+class RunSummary(_Timed):
+    """A run: its flow and version, status, timings and error."""
+
+    id: UUID
+    flow: str
+    flow_id: UUID
+    version: int
+    status: RunStatus
+    parent_run_id: UUID | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    duration_seconds: float | None
+    error: str | None
+
+
+class StepRun(_Timed):
+    """One step instance of a run; `key` is unique within the run (``each[2].notify``)."""
+
+    key: str
+    step_id: str
+    type: str
+    status: StepStatus
+    attempts: int
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    duration_seconds: float | None
+    output: Any
+    error: str | None
+    stdout: str | None
+    stderr: str | None
+
+
+class RunTrigger(View):
+    """What started the run: the webhook's body, headers and query (a child run's `body`
+    is its input)."""
+
+    body: Any
+    headers: dict[str, str]
+    query: dict[str, str]
+
+
+class RunResponse(View):
+    """The reply a `respond` step set."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+class Run(RunSummary):
+    """A run with its trigger, output, reply, steps and child runs."""
+
+    trigger: RunTrigger
+    output: Any
+    response: RunResponse | None
+    steps: list[StepRun]
+    children: list[RunSummary]
 
 
 async def list_runs(
@@ -63,7 +124,7 @@ async def list_runs(
     status: str | None,
     limit: int,
     cursor: str | None,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[RunSummary], str | None]:
     """A page of run summaries, newest first, and the cursor of the next page (or None)."""
     after = decode_cursor(cursor) if cursor else (None, None)
     async with conn.cursor(row_factory=dict_row) as cur:
@@ -83,12 +144,10 @@ async def list_runs(
     if len(rows) > limit:
         rows = rows[:limit]
         following = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
-    return [summary(row) for row in rows], following
+    return [RunSummary.model_validate(row) for row in rows], following
 
 
-async def get_run(
-    conn: AsyncConnection[Any], project_id: int, run_id: UUID
-) -> dict[str, Any] | None:
+async def get_run(conn: AsyncConnection[Any], project_id: int, run_id: UUID) -> Run | None:
     """A run with its trigger, output, reply, steps and children; None if not the project's."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_SQL["get_run"], {"run_id": run_id, "project_id": project_id})
@@ -99,32 +158,17 @@ async def get_run(
         steps = await cur.fetchall()
         await cur.execute(_SQL["get_children"], {"run_id": run_id})
         children = await cur.fetchall()
-    return {
-        **summary(row),
-        "trigger": row["trigger"],
-        "output": row["output"],
-        "response": row["response"],
-        "steps": [_step(step) for step in steps],
-        "children": [summary(child) for child in children],
-    }
+    return Run.model_validate({**row, "steps": steps, "children": children})
 
 
-def _step(row: dict[str, Any]) -> dict[str, Any]:
-    started, finished = row["started_at"], row["finished_at"]
-    return {
-        "key": row["key"],
-        "step_id": row["step_id"],
-        "type": row["type"],
-        "status": row["status"],
-        "attempts": row["attempts"],
-        "started_at": started.isoformat() if started else None,
-        "finished_at": finished.isoformat() if finished else None,
-        "duration_seconds": (finished - started).total_seconds() if started and finished else None,
-        "output": row["output"],
-        "error": row["error"],
-        "stdout": row["stdout"],
-        "stderr": row["stderr"],
-    }
+async def get_summary(
+    conn: AsyncConnection[Any], project_id: int, run_id: UUID
+) -> RunSummary | None:
+    """A run's summary; None if it is not the project's."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_SQL["get_run"], {"run_id": run_id, "project_id": project_id})
+        row = await cur.fetchone()
+    return None if row is None else RunSummary.model_validate(row)
 
 
 async def run_tree(conn: AsyncConnection[Any], run_id: UUID) -> list[UUID]:
@@ -143,23 +187,3 @@ async def queue_depth(conn: AsyncConnection[Any]) -> dict[str, int]:
         row = await cur.fetchone()
     assert row is not None
     return {key: int(value) for key, value in row.items()}
-
-
-_SUMMARY_KEYS = (
-    "id",
-    "flow",
-    "flow_id",
-    "version",
-    "status",
-    "parent_run_id",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "duration_seconds",
-    "error",
-)
-
-
-def summary_only(run: dict[str, Any]) -> dict[str, Any]:
-    """The summary fields of a run's full view."""
-    return {key: run[key] for key in _SUMMARY_KEYS}

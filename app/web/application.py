@@ -9,16 +9,13 @@ from typing import Any, TypedDict
 
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
-from starlette.routing import Route
 
 from app import db
 from app.flows import model
 from app.jobs import NOTIFY_CHANNEL, Queue, queue_from
 from app.settings import Settings
 from app.signals import Listener, Publisher, Waker, Watchers
-from app.web import errors, flows, health, openapi, projects, webhooks
-from app.web import metrics as web_metrics
-from app.web import runs as run_api
+from app.web import api, errors
 
 
 class State(TypedDict):
@@ -73,36 +70,7 @@ def create_app(
                     await sender.aclose()
 
     return Starlette(
-        routes=[
-            Route("/health", health.health, methods=["GET"]),
-            Route("/ready", health.ready, methods=["GET"]),
-            Route("/api/v1/projects", projects.create_project, methods=["POST"]),
-            Route(
-                "/api/v1/projects/{project_id}/api-keys",
-                projects.create_api_key,
-                methods=["POST"],
-            ),
-            Route("/api/v1/projects/{project_id}", projects.change_project, methods=["PATCH"]),
-            Route("/api/v1/project", projects.own_project, methods=["GET"]),
-            Route("/api/v1/workers", projects.list_workers, methods=["GET"]),
-            Route("/api/v1/flow-schema", flows.schema, methods=["GET"]),
-            Route("/api/v1/flows", flows.list_flows, methods=["GET"]),
-            Route("/api/v1/flows/{name}", flows.deploy, methods=["PUT"]),
-            Route("/api/v1/flows/{name}", flows.show, methods=["GET"]),
-            Route("/api/v1/flows/{name}", flows.delete, methods=["DELETE"]),
-            Route("/api/v1/flows/{name}/enable", flows.enable, methods=["POST"]),
-            Route("/api/v1/flows/{name}/disable", flows.disable, methods=["POST"]),
-            Route("/api/v1/runs", run_api.list_runs, methods=["GET"]),
-            Route("/api/v1/runs/{run_id}", run_api.show, methods=["GET"]),
-            Route("/api/v1/runs/{run_id}/cancel", run_api.cancel, methods=["POST"]),
-            Route("/api/v1/runs/{run_id}/retry", run_api.retry, methods=["POST"]),
-            Route("/webhooks/{flow_id}", webhooks.webhook, methods=["POST"]),
-            Route("/webhooks/{flow_id}/sync", webhooks.webhook_sync, methods=["POST"]),
-            Route("/resume/{run_id}/{token}", webhooks.resume_run, methods=["POST"]),
-            Route("/resume/{run_id}/{token}/sync", webhooks.resume_run_sync, methods=["POST"]),
-            Route("/metrics", web_metrics.metrics_text, methods=["GET"]),
-            Route("/openapi.json", openapi.openapi, methods=["GET"]),
-        ],
+        routes=api.routes(),
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
     )

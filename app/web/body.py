@@ -9,6 +9,7 @@ import pydantic
 from starlette.requests import Request
 
 from app.web.errors import ApiError
+from app.web.schemas import Problem
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
 
@@ -44,7 +45,7 @@ async def parse(request: Request, model: type[Model], limit: int) -> Model:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
         problems = [
-            {"path": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            Problem(path=".".join(str(p) for p in e["loc"]) or "body", message=e["msg"])
             for e in exc.errors()
         ]
         raise ApiError(422, "invalid request body", problems=problems) from None

@@ -6,26 +6,38 @@ flows are indistinguishable from missing ones (404).
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import TypeVar
+from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.flows import FlowDefinitionError, flow_json_schema, parse_flow, store
-from app.web import auth
+from app.web import auth, schemas
 from app.web.body import json_body
 from app.web.errors import ApiError
+from app.web.schemas import FlowEnabled, Problem, reply
+
+_View = TypeVar("_View", schemas.FlowSummary, schemas.Flow)
 
 
-async def schema(_request: Request) -> JSONResponse:
+async def flow_schema(_request: Request) -> JSONResponse:
+    """The JSON Schema of flow definitions."""
     return JSONResponse(flow_json_schema())
 
 
-def _webhook_url(request: Request, flow_id: object) -> str:
+def _webhook_url(request: Request, flow_id: UUID) -> str:
     return str(request.base_url).rstrip("/") + f"/webhooks/{flow_id}"
 
 
-async def deploy(request: Request) -> JSONResponse:
+def _view(view: type[_View], request: Request, flow: store.FlowSummary | store.FlowDetail) -> _View:
+    url = _webhook_url(request, flow.id)
+    return view.model_validate({**dataclasses.asdict(flow), "webhook_url": url})
+
+
+async def deploy_flow(request: Request) -> JSONResponse:
+    """Add an immutable version (an identical definition adds nothing)."""
     project_id = await auth.project_id(request)
     name = request.path_params["name"]
     document = await json_body(request, request.state.settings.max_body_bytes)
@@ -39,67 +51,47 @@ async def deploy(request: Request) -> JSONResponse:
     try:
         definition = parse_flow(document)
     except FlowDefinitionError as exc:
-        raise ApiError(422, "invalid flow definition", problems=exc.problems) from None
+        problems = [Problem(path=p["path"], message=p["message"]) for p in exc.problems]
+        raise ApiError(422, "invalid flow definition", problems=problems) from None
     async with request.state.pool.connection() as conn:
         deployed = await store.deploy(conn, project_id, definition)
-    return JSONResponse(
-        {
-            "id": str(deployed.flow_id),
-            "name": name,
-            "version": deployed.version,
-            "created": deployed.created,
-            "webhook_url": _webhook_url(request, deployed.flow_id),
-        },
-        status_code=201 if deployed.created else 200,
+    view = schemas.FlowDeployed(
+        id=deployed.flow_id,
+        name=name,
+        version=deployed.version,
+        created=deployed.created,
+        webhook_url=_webhook_url(request, deployed.flow_id),
     )
+    return reply(view, 201 if deployed.created else 200)
 
 
 async def list_flows(request: Request) -> JSONResponse:
+    """The project's flows."""
     project_id = await auth.project_id(request)
     async with request.state.pool.connection() as conn:
         flows = await store.list_flows(conn, project_id)
-    return JSONResponse(
-        {
-            "flows": [
-                {
-                    "id": str(f.id),
-                    "name": f.name,
-                    "enabled": f.enabled,
-                    "version": f.version,
-                    "created_at": f.created_at.isoformat(),
-                    "webhook_url": _webhook_url(request, f.id),
-                }
-                for f in flows
-            ]
-        }
-    )
+    summaries = [_view(schemas.FlowSummary, request, flow) for flow in flows]
+    return reply(schemas.FlowList(flows=summaries))
 
 
-async def show(request: Request) -> JSONResponse:
+async def show_flow(request: Request) -> JSONResponse:
+    """A flow with its latest version's definition."""
     project_id = await auth.project_id(request)
     name = request.path_params["name"]
     async with request.state.pool.connection() as conn:
         flow = await store.get(conn, project_id, name)
     if flow is None:
         raise ApiError(404, f"no flow {name!r}")
-    body: dict[str, Any] = {
-        "id": str(flow.id),
-        "name": flow.name,
-        "enabled": flow.enabled,
-        "version": flow.version,
-        "created_at": flow.created_at.isoformat(),
-        "version_created_at": flow.version_created_at.isoformat(),
-        "webhook_url": _webhook_url(request, flow.id),
-        "definition": flow.definition,
-    }
-    return JSONResponse(body)
+    return reply(_view(schemas.Flow, request, flow))
 
 
-async def enable(request: Request) -> JSONResponse:
+async def enable_flow(request: Request) -> JSONResponse:
+    """Switch a flow on."""
     return await _set_enabled(request, True)
 
 
-async def disable(request: Request) -> JSONResponse:
+async def disable_flow(request: Request) -> JSONResponse:
+    """Switch a flow off."""
     return await _set_enabled(request, False)
 
 
@@ -109,10 +101,11 @@ async def _set_enabled(request: Request, enabled: bool) -> JSONResponse:
     async with request.state.pool.connection() as conn:
         if not await store.set_enabled(conn, project_id, name, enabled):
             raise ApiError(404, f"no flow {name!r}")
-    return JSONResponse({"name": name, "enabled": enabled})
+    return JSONResponse(FlowEnabled(name=name, enabled=enabled))
 
 
-async def delete(request: Request) -> Response:
+async def delete_flow(request: Request) -> Response:
+    """Hide a flow (its versions are kept; the name can be reused)."""
     project_id = await auth.project_id(request)
     name = request.path_params["name"]
     async with request.state.pool.connection() as conn:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import datetime
-from typing import Any
-
 import pydantic
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app import projects, workers
-from app.web import auth
+from app.web import auth, schemas
 from app.web.body import parse
 from app.web.errors import ApiError
+from app.web.schemas import reply
 
 
 class NewProject(pydantic.BaseModel):
@@ -32,14 +29,6 @@ class ProjectChange(pydantic.BaseModel):
     concurrency_limit: int | None = pydantic.Field(ge=1)
 
 
-def _json(record: Any) -> dict[str, Any]:
-    """A dataclass record as JSON-ready values (timestamps in ISO 8601)."""
-    return {
-        key: value.isoformat() if isinstance(value, datetime) else value
-        for key, value in dataclasses.asdict(record).items()
-    }
-
-
 def _limit(request: Request) -> int:
     limit: int = request.state.settings.max_body_bytes
     return limit
@@ -53,6 +42,7 @@ def _path_id(request: Request) -> int:
 
 
 async def create_project(request: Request) -> JSONResponse:
+    """Create a project and its first API key (shown only in this reply)."""
     auth.require_admin(request)
     body = await parse(request, NewProject, _limit(request))
     async with request.state.pool.connection() as conn, conn.transaction():
@@ -61,10 +51,12 @@ async def create_project(request: Request) -> JSONResponse:
         except projects.ProjectNameTaken as exc:
             raise ApiError(409, str(exc)) from None
         _record, key = await projects.create_api_key(conn, project.id, "first key")
-    return JSONResponse({"project": _json(project), "api_key": key}, status_code=201)
+    created = schemas.ProjectCreated(project=schemas.Project.model_validate(project), api_key=key)
+    return reply(created, 201)
 
 
 async def create_api_key(request: Request) -> JSONResponse:
+    """Create another API key for a project (shown only in this reply)."""
     auth.require_admin(request)
     project_id = _path_id(request)
     body = await parse(request, NewApiKey, _limit(request))
@@ -72,13 +64,14 @@ async def create_api_key(request: Request) -> JSONResponse:
         if await projects.get_project(conn, project_id) is None:
             raise ApiError(404, f"no project {project_id}")
         record, key = await projects.create_api_key(conn, project_id, body.name)
-    return JSONResponse(
-        {"api_key": key, "prefix": record.prefix, "project_id": project_id, "name": record.name},
-        status_code=201,
+    created = schemas.ApiKeyCreated(
+        api_key=key, prefix=record.prefix, project_id=project_id, name=record.name
     )
+    return reply(created, 201)
 
 
 async def change_project(request: Request) -> JSONResponse:
+    """Set a project's concurrency limit (null: unlimited)."""
     auth.require_admin(request)
     project_id = _path_id(request)
     body = await parse(request, ProjectChange, _limit(request))
@@ -86,19 +79,21 @@ async def change_project(request: Request) -> JSONResponse:
         project = await projects.set_concurrency_limit(conn, project_id, body.concurrency_limit)
     if project is None:
         raise ApiError(404, f"no project {project_id}")
-    return JSONResponse(_json(project))
+    return reply(schemas.Project.model_validate(project))
 
 
 async def own_project(request: Request) -> JSONResponse:
+    """The project the key belongs to."""
     project_id = await auth.project_id(request)
     async with request.state.pool.connection() as conn:
         project = await projects.get_project(conn, project_id)
     assert project is not None  # the key's project exists (keys cascade with it)
-    return JSONResponse(_json(project))
+    return reply(schemas.Project.model_validate(project))
 
 
 async def list_workers(request: Request) -> JSONResponse:
+    """The worker registry."""
     await auth.project_id(request)
     async with request.state.pool.connection() as conn:
         found = await workers.recent(conn)
-    return JSONResponse({"workers": [_json(worker) for worker in found]})
+    return reply(schemas.WorkerList.model_validate({"workers": found}))

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from app.flows import control
 from app.flows.model import Reply, RunStatus
 from app.signals import Watch
+from app.web.schemas import RunAccepted, RunEnded
 
 RUN_ID_HEADER = "x-sluice-run-id"
 # Headers a respond step cannot set: the server computes them.
@@ -54,7 +55,7 @@ async def answer(state: Any, run_id: UUID, watching: Watch) -> Response:
 
 def accepted(run_id: UUID) -> JSONResponse:
     return JSONResponse(
-        {"run_id": str(run_id)}, status_code=202, headers={RUN_ID_HEADER: str(run_id)}
+        RunAccepted(run_id=str(run_id)), status_code=202, headers={RUN_ID_HEADER: str(run_id)}
     )
 
 
@@ -75,7 +76,7 @@ def response(run_id: UUID, reply: Reply) -> Response:
     if reply.status is RunStatus.SUCCEEDED:
         return JSONResponse(reply.output, status_code=200, headers=headers)
     return JSONResponse(
-        {"run_id": str(run_id), "status": str(reply.status), "error": reply.error},
+        RunEnded(run_id=str(run_id), status=reply.status, error=reply.error),
         status_code=500,
         headers=headers,
     )

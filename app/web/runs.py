@@ -3,7 +3,6 @@ project's runs answer 404)."""
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from starlette.requests import Request
@@ -14,13 +13,14 @@ from app.flows.control import RunBudget
 from app.flows.model import RunStatus
 from app.web import auth
 from app.web.errors import ApiError
+from app.web.schemas import Problem, RunList, reply
 from app.web.webhooks import parse_uuid
 
 _STATUSES = ", ".join(status.value for status in RunStatus)
 
 
 def _query_limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "50")
+    raw = request.query_params.get("limit", str(run_views.DEFAULT_PAGE))
     if not raw.isdigit() or not 1 <= int(raw) <= run_views.MAX_PAGE:
         raise ApiError(
             422,
@@ -42,6 +42,7 @@ def _query_status(request: Request) -> str | None:
 
 
 async def list_runs(request: Request) -> JSONResponse:
+    """A page of the project's runs, newest first."""
     project_id = await auth.project_id(request)
     limit = _query_limit(request)
     status = _query_status(request)
@@ -56,26 +57,32 @@ async def list_runs(request: Request) -> JSONResponse:
                 cursor=request.query_params.get("cursor"),
             )
     except run_views.BadCursor as exc:
-        problems = [{"path": "cursor", "message": str(exc)}]
+        problems = [Problem(path="cursor", message=str(exc))]
         raise ApiError(422, "invalid query", problems=problems) from None
-    return JSONResponse({"runs": found, "next_cursor": following})
+    return reply(RunList(runs=found, next_cursor=following))
 
 
-async def _run(request: Request, project_id: int, run_id: UUID) -> dict[str, Any]:
+async def _summary(request: Request, project_id: int, run_id: UUID) -> run_views.RunSummary:
+    async with request.state.pool.connection() as conn:
+        summary = await run_views.get_summary(conn, project_id, run_id)
+    if summary is None:
+        raise ApiError(404, f"no run {run_id}")
+    return summary
+
+
+async def show_run(request: Request) -> JSONResponse:
+    """A run with its trigger, output, reply, steps and child runs."""
+    project_id = await auth.project_id(request)
+    run_id = parse_uuid(request.path_params["run_id"], "run")
     async with request.state.pool.connection() as conn:
         run = await run_views.get_run(conn, project_id, run_id)
     if run is None:
         raise ApiError(404, f"no run {run_id}")
-    return run
+    return reply(run)
 
 
-async def show(request: Request) -> JSONResponse:
-    project_id = await auth.project_id(request)
-    run_id = parse_uuid(request.path_params["run_id"], "run")
-    return JSONResponse(await _run(request, project_id, run_id))
-
-
-async def cancel(request: Request) -> JSONResponse:
+async def cancel_run(request: Request) -> JSONResponse:
+    """Cancel a run that has not ended, and its child runs."""
     project_id = await auth.project_id(request)
     run_id = parse_uuid(request.path_params["run_id"], "run")
     state = request.state
@@ -84,25 +91,23 @@ async def cancel(request: Request) -> JSONResponse:
             canceled = await control.cancel(conn, project_id, run_id)
         stopped = await run_views.run_tree(conn, run_id) if canceled else []
     if not canceled:
-        run = await _run(request, project_id, run_id)
-        raise ApiError(409, f"run {run_id} has already ended ({run['status']})")
+        ended = await _summary(request, project_id, run_id)
+        raise ApiError(409, f"run {run_id} has already ended ({ended.status})")
     for each in stopped:
         state.cancel_events.publish(str(each))
         state.run_events.publish(str(each))
-    return JSONResponse(run_views.summary_only(await _run(request, project_id, run_id)))
+    return reply(await _summary(request, project_id, run_id))
 
 
-async def retry(request: Request) -> JSONResponse:
+async def retry_run(request: Request) -> JSONResponse:
+    """Queue a run that ended unsuccessfully again, from its first unfinished step."""
     project_id = await auth.project_id(request)
     run_id = parse_uuid(request.path_params["run_id"], "run")
     state = request.state
     async with state.pool.connection() as conn, conn.transaction():
         retried = await control.retry(conn, project_id, run_id, RunBudget.of(state.settings))
     if not retried:
-        run = await _run(request, project_id, run_id)
-        raise ApiError(
-            409, f"run {run_id} is {run['status']}; only a run that failed can be retried"
-        )
+        kept = await _summary(request, project_id, run_id)
+        raise ApiError(409, f"run {run_id} is {kept.status}; only a run that failed can be retried")
     state.queue.wake()
-    summary = run_views.summary_only(await _run(request, project_id, run_id))
-    return JSONResponse(summary, status_code=202)
+    return reply(await _summary(request, project_id, run_id), 202)

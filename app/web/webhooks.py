@@ -25,6 +25,7 @@ from app.flows.control import RunBudget
 from app.web import replies
 from app.web.body import read_limited
 from app.web.errors import ApiError
+from app.web.schemas import Resumed
 
 SIGNATURE_HEADER = "x-sluice-signature"
 # Headers not kept in a run's trigger: credentials stay out of the database.
@@ -81,11 +82,13 @@ def _check_signature(secret: str, raw: bytes, header: str | None) -> None:
         raise ApiError(401, f"invalid {SIGNATURE_HEADER}: expected sha256=<hex HMAC of the body>")
 
 
-async def webhook(request: Request) -> Response:
+async def trigger_flow(request: Request) -> Response:
+    """Start a run of the flow."""
     return await _webhook(request, sync=False)
 
 
-async def webhook_sync(request: Request) -> Response:
+async def trigger_flow_sync(request: Request) -> Response:
+    """Start a run and wait for its reply."""
     return await _webhook(request, sync=True)
 
 
@@ -132,10 +135,12 @@ async def _start_signed_run(
 
 
 async def resume_run(request: Request) -> Response:
+    """Continue a run waiting in a `wait_for_webhook` step; the body is its output."""
     return await _resume(request, sync=False)
 
 
 async def resume_run_sync(request: Request) -> Response:
+    """Continue a waiting run and wait for its next reply."""
     return await _resume(request, sync=True)
 
 
@@ -165,7 +170,7 @@ async def _resume(request: Request, *, sync: bool) -> Response:
         if sync:
             return await replies.answer(state, run_id, replied)
     return JSONResponse(
-        {"run_id": str(run_id), "step": key, "status": "resumed"},
+        Resumed(run_id=str(run_id), step=key, status="resumed"),
         status_code=202,
         headers={replies.RUN_ID_HEADER: str(run_id)},
     )

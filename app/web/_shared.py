@@ -1,0 +1,90 @@
+"""The replies, bodies and parameters that several operations of `app.web.api` share."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from app.flows.definition import FlowName
+from app.web import schemas
+from app.web.openapi import JSON, Body, Parameter, Reply, error_reply, json_reply
+from app.web.webhooks import SIGNATURE_HEADER
+
+NOT_FOUND = {
+    "404": error_reply("No such object (another project's objects answer the same).", "NotFound")
+}
+READ_BODY = {
+    "400": error_reply("The body is empty or not JSON.", "MalformedJson"),
+    "413": error_reply(
+        "The body exceeds SLUICE_MAX_BODY_BYTES (the limit is in `limit`).", "TooLarge"
+    ),
+}
+VALIDATED_BODY = {
+    **READ_BODY,
+    "422": error_reply(
+        "The body has wrong types or unknown fields; see `problems`.", "InvalidBody"
+    ),
+}
+WEBHOOK_BODY = Body(
+    {"*/*": Any},
+    description="Any body: JSON when it parses (and it must when the content type says "
+    "JSON), else text; empty is `{}`. It becomes `trigger.body`.",
+    required=False,
+)
+_BAD_WEBHOOK_INPUT = {
+    "400": error_reply(
+        "The content type says JSON and the body is not, or the body or query holds a NUL."
+    ),
+    "413": READ_BODY["413"],
+}
+WEBHOOK_ERRORS = {
+    "401": error_reply(
+        f"The flow wants a signed body and `{SIGNATURE_HEADER}` is missing or wrong."
+    ),
+    "404": error_reply("No enabled flow with this id."),
+    **_BAD_WEBHOOK_INPUT,
+}
+RESUME_ERRORS = {
+    "404": error_reply("No such run, or the token does not match a waiting step."),
+    "409": error_reply("The run has ended, or this step was resumed already."),
+    **_BAD_WEBHOOK_INPUT,
+}
+_RUN_REPLY = {JSON: Any, "text/plain": str}
+SYNC_REPLIES = {
+    "200": Reply(
+        "The run's reply: its `respond` step's body (text or JSON), or the run's output when "
+        "it succeeded without one.",
+        _RUN_REPLY,
+        run_header=True,
+    ),
+    "202": json_reply(
+        "No reply within SLUICE_SYNC_TIMEOUT_SECONDS; the run goes on.",
+        schemas.RunAccepted,
+        run_header=True,
+    ),
+    "500": json_reply("The run ended without success.", schemas.RunEnded, run_header=True),
+    "default": Reply(
+        "The status, headers and body a `respond` step set.", _RUN_REPLY, run_header=True
+    ),
+}
+
+PATH_PARAMETERS = {
+    parameter.name: parameter
+    for parameter in (
+        Parameter("project_id", "path", int, "The project's id.", "ProjectId"),
+        Parameter("name", "path", FlowName, "A flow's name.", "FlowName"),
+        Parameter("flow_id", "path", UUID, "The flow's id (in its `webhook_url`).", "FlowId"),
+        Parameter("run_id", "path", UUID, "The run's id.", "RunId"),
+        Parameter(
+            "token", "path", str, "The token of the waiting step's resume URL.", "ResumeToken"
+        ),
+    )
+}
+SIGNATURE = Parameter(
+    SIGNATURE_HEADER,
+    "header",
+    {"type": "string", "pattern": "^sha256=[0-9a-fA-F]{64}$"},
+    "`sha256=<hex HMAC-SHA256 of the body>` under the flow's `trigger.secret`; required "
+    "when the flow has one.",
+    "Signature",
+)

@@ -1,0 +1,269 @@
+"""The HTTP API as one table: each operation's route, handler and documentation, in
+sections by tag and by the key they need.
+
+Invariant: `create_app` serves exactly these routes, and ``GET /openapi.json`` documents
+exactly these operations, so a route cannot exist undocumented.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app import metrics
+from app.flows import run_views
+from app.flows.model import RunStatus
+from app.flows.run_views import Run, RunSummary
+from app.web import flows, health, projects, runs, schemas, webhooks
+from app.web import metrics as web_metrics
+from app.web._shared import (
+    NOT_FOUND,
+    PATH_PARAMETERS,
+    READ_BODY,
+    RESUME_ERRORS,
+    SIGNATURE,
+    SYNC_REPLIES,
+    VALIDATED_BODY,
+    WEBHOOK_BODY,
+    WEBHOOK_ERRORS,
+)
+from app.web.openapi import (
+    ADMIN_KEY,
+    PROJECT_KEY,
+    Json,
+    Operation,
+    Parameter,
+    Reply,
+    Section,
+    build,
+    error_reply,
+    json_body,
+    json_reply,
+)
+
+_RUN_QUERY = (
+    Parameter("flow", "query", str, "Only runs of the flow with this name."),
+    Parameter("status", "query", RunStatus, "Only runs with this status (any case)."),
+    Parameter(
+        "limit",
+        "query",
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": run_views.MAX_PAGE,
+            "default": run_views.DEFAULT_PAGE,
+        },
+        "Runs per page.",
+    ),
+    Parameter("cursor", "query", str, "The `next_cursor` of the previous page."),
+)
+
+
+async def openapi(_request: Request) -> JSONResponse:
+    """This document."""
+    return JSONResponse(_document())
+
+
+_PROBES = (
+    Operation("GET /health", health.health, {"200": json_reply("Serving.", schemas.Health)}),
+    Operation(
+        "GET /ready",
+        health.ready,
+        {
+            "200": json_reply("Ready.", schemas.Ready),
+            "503": json_reply("Not ready.", schemas.NotReady),
+        },
+    ),
+    Operation(
+        "GET /metrics",
+        web_metrics.metrics_text,
+        {
+            "200": Reply(
+                "This process's metrics, with run and queue gauges.",
+                {metrics.CONTENT_TYPE.split(";")[0]: str},
+            )
+        },
+        id="metrics",
+        summary="Metrics in the Prometheus text format.",
+    ),
+    Operation(
+        "GET /openapi.json",
+        openapi,
+        {"200": json_reply("The OpenAPI 3.1 document.", {"type": "object"})},
+    ),
+)
+_ADMINISTRATION = (
+    Operation(
+        "POST /api/v1/projects",
+        projects.create_project,
+        {
+            "201": json_reply("Created.", schemas.ProjectCreated),
+            "409": error_reply("The name is taken."),
+            **VALIDATED_BODY,
+        },
+        body=json_body(projects.NewProject),
+    ),
+    Operation(
+        "POST /api/v1/projects/{project_id}/api-keys",
+        projects.create_api_key,
+        {"201": json_reply("Created.", schemas.ApiKeyCreated), **NOT_FOUND, **VALIDATED_BODY},
+        body=json_body(projects.NewApiKey),
+    ),
+    Operation(
+        "PATCH /api/v1/projects/{project_id}",
+        projects.change_project,
+        {"200": json_reply("The project.", schemas.Project), **NOT_FOUND, **VALIDATED_BODY},
+        body=json_body(projects.ProjectChange),
+    ),
+)
+_OWN_PROJECT = (
+    Operation(
+        "GET /api/v1/project",
+        projects.own_project,
+        {"200": json_reply("The project.", schemas.Project)},
+    ),
+    Operation(
+        "GET /api/v1/workers",
+        projects.list_workers,
+        {"200": json_reply("Recently seen workers.", schemas.WorkerList)},
+    ),
+)
+_FLOW_SCHEMA = (
+    Operation(
+        "GET /api/v1/flow-schema",
+        flows.flow_schema,
+        {"200": json_reply("JSON Schema, draft 2020-12.", {"type": "object"})},
+    ),
+)
+_FLOWS = (
+    Operation(
+        "GET /api/v1/flows", flows.list_flows, {"200": json_reply("The flows.", schemas.FlowList)}
+    ),
+    Operation(
+        "PUT /api/v1/flows/{name}",
+        flows.deploy_flow,
+        {
+            "200": json_reply("Identical to the latest version.", schemas.FlowDeployed),
+            "201": json_reply("A new version.", schemas.FlowDeployed),
+            "422": error_reply("An invalid definition; each problem with its path."),
+            **READ_BODY,
+        },
+        body=json_body({"$ref": "#/components/schemas/FlowDeployment"}),
+    ),
+    Operation(
+        "GET /api/v1/flows/{name}",
+        flows.show_flow,
+        {"200": json_reply("The flow.", schemas.Flow), **NOT_FOUND},
+    ),
+    Operation(
+        "DELETE /api/v1/flows/{name}", flows.delete_flow, {"204": Reply("Deleted."), **NOT_FOUND}
+    ),
+    Operation(
+        "POST /api/v1/flows/{name}/enable",
+        flows.enable_flow,
+        {"200": json_reply("The flow's new state.", schemas.FlowEnabled), **NOT_FOUND},
+    ),
+    Operation(
+        "POST /api/v1/flows/{name}/disable",
+        flows.disable_flow,
+        {"200": json_reply("The flow's new state.", schemas.FlowEnabled), **NOT_FOUND},
+    ),
+)
+_RUNS = (
+    Operation(
+        "GET /api/v1/runs",
+        runs.list_runs,
+        {
+            "200": json_reply("The runs, and the next page's cursor (or null).", schemas.RunList),
+            "422": error_reply("An invalid query parameter; see `problems`."),
+        },
+        parameters=_RUN_QUERY,
+    ),
+    Operation(
+        "GET /api/v1/runs/{run_id}",
+        runs.show_run,
+        {"200": json_reply("The run.", Run), **NOT_FOUND},
+    ),
+    Operation(
+        "POST /api/v1/runs/{run_id}/cancel",
+        runs.cancel_run,
+        {
+            "200": json_reply("The canceled run.", RunSummary),
+            "409": error_reply("The run has ended already."),
+            **NOT_FOUND,
+        },
+    ),
+    Operation(
+        "POST /api/v1/runs/{run_id}/retry",
+        runs.retry_run,
+        {
+            "202": json_reply("The run, queued again.", RunSummary),
+            "409": error_reply("The run has not ended, or it succeeded."),
+            **NOT_FOUND,
+        },
+    ),
+)
+_WEBHOOKS = (
+    Operation(
+        "POST /webhooks/{flow_id}",
+        webhooks.trigger_flow,
+        {
+            "202": json_reply(
+                "Accepted: the run is committed.", schemas.RunAccepted, run_header=True
+            ),
+            **WEBHOOK_ERRORS,
+        },
+        body=WEBHOOK_BODY,
+        parameters=(SIGNATURE,),
+    ),
+    Operation(
+        "POST /webhooks/{flow_id}/sync",
+        webhooks.trigger_flow_sync,
+        {**SYNC_REPLIES, **WEBHOOK_ERRORS},
+        body=WEBHOOK_BODY,
+        parameters=(SIGNATURE,),
+    ),
+    Operation(
+        "POST /resume/{run_id}/{token}",
+        webhooks.resume_run,
+        {"202": json_reply("Resumed.", schemas.Resumed, run_header=True), **RESUME_ERRORS},
+        body=WEBHOOK_BODY,
+    ),
+    Operation(
+        "POST /resume/{run_id}/{token}/sync",
+        webhooks.resume_run_sync,
+        {**SYNC_REPLIES, **RESUME_ERRORS},
+        body=WEBHOOK_BODY,
+    ),
+)
+SECTIONS = (
+    Section("probes", None, _PROBES),
+    Section("projects", ADMIN_KEY, _ADMINISTRATION),
+    Section("projects", PROJECT_KEY, _OWN_PROJECT),
+    Section("flows", None, _FLOW_SCHEMA),
+    Section("flows", PROJECT_KEY, _FLOWS),
+    Section("runs", PROJECT_KEY, _RUNS),
+    Section("webhooks", None, _WEBHOOKS),
+)
+
+
+def routes() -> list[Route]:
+    return [
+        Route(operation.path, operation.endpoint, methods=[operation.method])
+        for section in SECTIONS
+        for operation in section.operations
+    ]
+
+
+@functools.cache
+def _document() -> Json:
+    return build(SECTIONS, PATH_PARAMETERS)
+
+
+def document() -> Json:
+    """The OpenAPI document (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_document())

@@ -1,0 +1,192 @@
+"""The JSON replies of the HTTP API, each shape defined once; ``GET /openapi.json`` publishes
+their JSON Schemas (the run shapes are `app.flows.run_views`').
+
+A reply built from records is a pydantic model (a `View`: it writes UUIDs and timestamps
+as the API always has). A reply whose values are JSON already is a TypedDict, built at the
+cost of a dict: the webhook path answers hundreds of requests a second. A TypedDict key
+that is `NotRequired` is absent when it does not apply, never null.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, NotRequired, Required
+from uuid import UUID
+
+from pydantic import Field, WithJsonSchema
+from starlette.responses import JSONResponse
+from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
+
+from app.flows.model import RunStatus
+from app.flows.run_views import RunSummary
+from app.views import Timestamp, View
+
+COMPONENT = "#/components/schemas/{model}"
+
+UuidText = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
+Url = Annotated[str, WithJsonSchema({"type": "string", "format": "uri"})]
+Limit = Annotated[int, Field(ge=1)]
+
+
+def reply(view: View, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(view.model_dump(mode="json"), status_code=status_code)
+
+
+# --- errors and probes: JSON already ------------------------------------------------------
+
+
+class Problem(TypedDict):
+    """One thing wrong with the input: where (a field's path) and what."""
+
+    path: str
+    message: str
+
+
+class ErrorDetails(TypedDict, total=False):
+    problems: list[Problem]
+    limit: int
+
+
+class Error(ErrorDetails):
+    """Every error: its message, with `problems` when the input was invalid, and the
+    body size `limit` when the body was too large."""
+
+    error: Required[str]
+
+
+class Health(TypedDict):
+    status: Literal["ok"]
+
+
+class SchemaAtHead(TypedDict):
+    current: str
+
+
+class Ready(TypedDict):
+    status: Literal["ready"]
+    schema: SchemaAtHead
+
+
+class SchemaBehind(TypedDict):
+    current: str | None
+    head: str
+
+
+class NotReady(TypedDict):
+    """Not ready: the database is unreachable, or (with `schema`) not migrated to head."""
+
+    status: Literal["unavailable"]
+    error: str
+    schema: NotRequired[SchemaBehind]
+
+
+# --- webhooks: JSON already ---------------------------------------------------------------
+
+
+class RunAccepted(TypedDict):
+    """The run is committed and will run."""
+
+    run_id: UuidText
+
+
+class RunEnded(TypedDict):
+    """A sync caller's run ended without success and without a reply."""
+
+    run_id: UuidText
+    status: RunStatus
+    error: str | None
+
+
+class Resumed(TypedDict):
+    run_id: UuidText
+    step: str
+    status: Literal["resumed"]
+
+
+# --- projects -------------------------------------------------------------------------------
+
+
+class Project(View):
+    id: int
+    name: str
+    concurrency_limit: Limit | None
+    created_at: Timestamp
+
+
+class ProjectCreated(View):
+    project: Project
+    api_key: str = Field(description="Shown only here.")
+
+
+class ApiKeyCreated(View):
+    api_key: str = Field(description="Shown only here.")
+    prefix: str
+    project_id: int
+    name: str | None
+
+
+class Worker(View):
+    id: str
+    host: str
+    pid: int
+    container_type: str
+    slots: int
+    version: str
+    started_at: Timestamp | None
+    last_seen: Timestamp | None
+    stopped_at: Timestamp | None
+
+
+class WorkerList(View):
+    workers: list[Worker]
+
+
+# --- flows ----------------------------------------------------------------------------------
+
+
+class FlowDeployed(View):
+    id: UUID
+    name: str
+    version: int
+    created: bool = Field(description="False when the definition equals the latest version's.")
+    webhook_url: Url
+
+
+class _FlowHead(View):
+    id: UUID
+    name: str
+    enabled: bool
+    version: int = Field(description="The latest version.")
+    created_at: Timestamp
+
+
+class FlowSummary(_FlowHead):
+    webhook_url: Url
+
+
+class Flow(_FlowHead):
+    """A flow with its latest version's definition."""
+
+    version_created_at: Timestamp
+    webhook_url: Url
+    # In an allOf: pydantic looks a bare $ref up among its own definitions.
+    definition: Annotated[
+        dict[str, Any],
+        WithJsonSchema({"allOf": [{"$ref": COMPONENT.format(model="FlowDefinition")}]}),
+    ]
+
+
+class FlowList(View):
+    flows: list[FlowSummary]
+
+
+class FlowEnabled(TypedDict):
+    name: str
+    enabled: bool
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+class RunList(View):
+    runs: list[RunSummary]
+    next_cursor: str | None = Field(description="The next page's `cursor`; null on the last.")
