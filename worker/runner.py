@@ -2,7 +2,9 @@
 
 Invariants kept here:
 
-* Claims never exceed free slots: the loop asks for exactly `slots - in flight` jobs.
+* Claims never exceed free slots: the loop asks for exactly `slots - in flight` jobs. A
+  claim that gets fewer is followed by a wait for a wake-up (listen first: the wake-up is
+  armed before the claim), not by another claim.
 * Stopping: claiming stops at once (jobs claimed by a claim that raced the stop are handed
   back, not run); then the graceful stop (`stopping`) runs, and only after it, once every
   outcome write (`settler`) has ended, does the pool close. A second stop request cancels
@@ -213,8 +215,10 @@ class Worker:
                 metrics.observe_claims([job.run_at for job in jobs], datetime.now(UTC))
                 for job in jobs:
                     self._start(job, session)
-                if not jobs:
-                    self.stats.null_polls += 1
+                if len(jobs) < free:
+                    # No more ready jobs for us (or their projects are at their limits): wait
+                    # for a wake-up (armed before the claim) rather than ask again at once.
+                    self.stats.null_polls += not jobs
                     await _first(wakeup.wait(), stopped)
         finally:
             self._wakeup = None

@@ -119,11 +119,14 @@ async def running_stack(
     async with conn:
         record = await create_project(conn, project)
         _key, api_key = await create_api_key(conn, record.id, "tests")
-    # Like `sluice serve` with WORKER_AND_APP: the worker hands replies to the app directly.
+    # Like `sluice serve` with WORKER_AND_APP: the worker hands replies to the app directly,
+    # and the app wakes the worker directly for a new job.
     watchers = Watchers() if in_process_replies else None
+    worker = Worker(settings, run_watchers=watchers) if with_worker else None
+    wake = worker.wake_locally if in_process_replies and worker is not None else None
     server = _Server(
         uvicorn.Config(
-            create_app(settings, run_watchers=watchers),
+            create_app(settings, run_watchers=watchers, wake_local_worker=wake),
             host="127.0.0.1",
             port=port,
             log_config=None,
@@ -132,7 +135,6 @@ async def running_stack(
         )
     )
     stop = asyncio.Event()
-    worker = Worker(settings, run_watchers=watchers) if with_worker else None
     tasks = [asyncio.create_task(server.serve(), name="app")]
     if worker is not None:
         tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
