@@ -235,8 +235,7 @@ class Queue:
     async def complete_tx(self, conn: AsyncConnection[Any], owner: str, lease: Lease) -> Fence:
         """Delete the job inside the caller's transaction, which records what the job did:
         the job's end commits with it, or (LOST) the caller must roll back."""
-        lost, _kept = await self._fenced(conn, "complete_jobs", owner, [lease])
-        return Fence.LOST if lost else Fence.KEPT
+        return Fence.LOST if await self.complete(conn, owner, [lease]) else Fence.KEPT
 
     async def hold_tx(
         self,
@@ -248,10 +247,7 @@ class Queue:
     ) -> Fence:
         """Renew the lease inside the caller's transaction: its writes commit only while the
         job is still ours (LOST: roll back)."""
-        lost, _kept = await self._fenced(
-            conn, "renew_leases", owner, [lease], lease_seconds=self.lease_seconds, now=now
-        )
-        return Fence.LOST if lost else Fence.KEPT
+        return Fence.LOST if await self.heartbeat(conn, owner, [lease], now=now) else Fence.KEPT
 
     async def release(
         self,
