@@ -25,6 +25,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from app import queries
+from app.db import Outage
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class Leadership:
         self._role = role
         self._conn: AsyncConnection[Any] | None = None
         self._leading = False
+        self._outage = Outage(f"leadership of {role!r}", log)
 
     @property
     def is_leader(self) -> bool:
@@ -146,9 +148,10 @@ class Leadership:
             row = await cur.fetchone()
             leading = bool(row and row[0])
         except psycopg.OperationalError as exc:
-            log.warning("leadership of %r: database unreachable (%s)", self._role, exc)
+            self._outage.failed(exc)
             await self.release()
             return False
+        self._outage.ok()
         if leading != self._leading:
             log.info("%s leader of %r", "became" if leading else "no longer", self._role)
         self._leading = leading

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
 
     pool_min_size: int = Field(default=2, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
+    database_timeout_seconds: PositiveSeconds = Field(
+        default=5.0,
+        description="How long a request waits for a database connection before it is "
+        "answered 503 (and a new connection may take to open).",
+    )
 
     lease_ttl_seconds: PositiveSeconds = 30.0
     heartbeat_interval_seconds: PositiveSeconds = 10.0
@@ -106,6 +111,11 @@ class Settings(BaseSettings):
         description="Base URL clients reach the app at (resume URLs); unset: http://host:port.",
     )
 
+    idempotency_window_seconds: PositiveSeconds = Field(
+        default=86_400.0,
+        description="How long a webhook's Idempotency-Key keeps answering with the run it "
+        "started, per flow.",
+    )
     sync_timeout_seconds: PositiveSeconds = 30.0
     run_timeout_seconds: PositiveSeconds = 3600.0
     paused_run_ttl: PositiveSeconds = Field(

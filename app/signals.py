@@ -22,6 +22,7 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from app import queries
+from app.db import Outage
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Listener:
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting after failures."""
+        outage = Outage("listener", log)
         while True:
             try:
                 async with await AsyncConnection.connect(
@@ -64,11 +66,12 @@ class Listener:
                     for channel in self._channels:
                         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     self.connected.set()
+                    outage.ok()
                     self._dispatch_all(None)
                     async for notify in conn.notifies():
                         self._dispatch(notify.channel, notify.payload)
             except psycopg.OperationalError as exc:
-                log.warning("listener disconnected (%s); reconnecting", exc)
+                outage.failed(exc)
             finally:
                 self.connected.clear()
             await asyncio.sleep(self._reconnect_delay)

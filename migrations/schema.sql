@@ -378,6 +378,14 @@ ALTER TABLE public.projects ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     CACHE 1
 );
 
+CREATE TABLE public.run_keys (
+    flow_id uuid NOT NULL,
+    key text NOT NULL,
+    run_id uuid NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT run_keys_key_check CHECK ((key <> ''::text))
+);
+
 CREATE VIEW public.sluice_live_flows AS
  SELECT f.id AS flow_id,
     f.project_id,
@@ -479,6 +487,9 @@ ALTER TABLE ONLY public.projects
 ALTER TABLE ONLY public.projects
     ADD CONSTRAINT projects_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.run_keys
+    ADD CONSTRAINT run_keys_pkey PRIMARY KEY (flow_id, key);
+
 ALTER TABLE ONLY public.step_runs
     ADD CONSTRAINT step_runs_pkey PRIMARY KEY (run_id, key);
 
@@ -513,6 +524,10 @@ CREATE UNIQUE INDEX jobs_idempotency_key ON public.jobs USING btree (idempotency
 CREATE INDEX jobs_lease_expiry ON public.jobs USING btree (lease_expires_at) WHERE (state = 'running'::public.job_state);
 
 CREATE INDEX jobs_running_by_project ON public.jobs USING btree (project_id) WHERE (state = 'running'::public.job_state);
+
+CREATE INDEX run_keys_created_at ON public.run_keys USING btree (created_at);
+
+CREATE INDEX run_keys_run ON public.run_keys USING btree (run_id);
 
 CREATE INDEX waitpoints_child ON public.waitpoints USING btree (child_run_id) WHERE (child_run_id IS NOT NULL);
 
@@ -550,6 +565,12 @@ ALTER TABLE ONLY public.flows
 
 ALTER TABLE ONLY public.jobs
     ADD CONSTRAINT jobs_project_id_fkey FOREIGN KEY (project_id) REFERENCES public.projects(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.run_keys
+    ADD CONSTRAINT run_keys_flow_id_fkey FOREIGN KEY (flow_id) REFERENCES public.flows(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.run_keys
+    ADD CONSTRAINT run_keys_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.flow_runs(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.step_runs
     ADD CONSTRAINT step_runs_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.flow_runs(id) ON DELETE CASCADE;

@@ -12,9 +12,10 @@ import logging
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app import workers
+from app.db import Outage
 from app.jobs import Queue
 from worker.inflight import InFlight
 
@@ -29,6 +30,7 @@ async def heartbeat(
     interval_seconds: float,
 ) -> None:
     """Renew every in-flight lease in one statement per tick, and the registry entry."""
+    outage = Outage("heartbeat", log)
     while True:
         await asyncio.sleep(interval_seconds)
         held = inflight.leases()
@@ -36,9 +38,10 @@ async def heartbeat(
             async with pool.connection() as conn:
                 lost = await queue.heartbeat(conn, owner, held)
                 await workers.touch(conn, owner)
-        except (psycopg.Error, OSError) as exc:
-            log.warning("heartbeat failed (%s); leases run on until they expire", exc)
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            outage.failed(exc)  # the leases run on until they expire
             continue
+        outage.ok()
         for lease in lost:
             entry = inflight.get(lease.job_id)
             if entry is not None and not entry.settled:

@@ -7,7 +7,9 @@ session lock goes with it and another worker takes the role on its next tick.
 
 The same pass times out runs past ``SLUICE_RUN_TIMEOUT_SECONDS`` of active time and paused
 runs past ``SLUICE_PAUSED_RUN_TTL``, and reports them (`on_expired`) so that their sync
-callers are answered and their executions stopped.
+callers are answered and their executions stopped; and it forgets webhook idempotency keys
+older than their window. While the database is away the pass fails quietly (one line when
+it goes, one when it is back) and the next tick tries again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import random
 from collections.abc import Callable
 from datetime import datetime
 
-from app.flows import runs
+import psycopg
+
+from app.db import Outage
+from app.flows import control, runs
 from app.jobs import Queue, RescueReport
 from app.locks import Leadership
 
@@ -37,11 +42,16 @@ class Maintenance:
         interval_seconds: float,
         *,
         on_expired: Callable[[list[runs.Expired]], None] | None = None,
+        key_window_seconds: float | None = None,
     ) -> None:
+        """`key_window_seconds`: webhook idempotency keys older than this are deleted (None:
+        kept)."""
         self._queue = queue
         self._leadership = leadership
         self._interval = interval_seconds
         self._on_expired = on_expired
+        self._key_window = key_window_seconds
+        self._outage = Outage("maintenance", log)
 
     async def tick(self, *, now: datetime | None = None) -> RescueReport | None:
         """One pass if this worker leads: None when it does not."""
@@ -57,13 +67,26 @@ class Maintenance:
             dead += report.dead
             if report.total < RESCUE_BATCH:
                 break
-        await self.expire_runs()
+        await self.expire_runs(now=now)
+        await self.forget_keys(now=now)
         return RescueReport(requeued=requeued, dead=dead)
 
-    async def expire_runs(self) -> list[runs.Expired]:
+    async def forget_keys(self, *, now: datetime | None = None) -> int:
+        if self._key_window is None:
+            return 0
+        forgotten = 0
+        while True:
+            batch = await control.forget_keys(
+                self._leadership.connection, self._key_window, limit=RESCUE_BATCH, now=now
+            )
+            forgotten += batch
+            if batch < RESCUE_BATCH:
+                return forgotten
+
+    async def expire_runs(self, *, now: datetime | None = None) -> list[runs.Expired]:
         expired: list[runs.Expired] = []
         while True:
-            batch = await runs.expire_runs(self._leadership.connection, limit=RESCUE_BATCH)
+            batch = await runs.expire_runs(self._leadership.connection, limit=RESCUE_BATCH, now=now)
             expired += batch
             if len(batch) < RESCUE_BATCH:
                 break
@@ -79,9 +102,14 @@ class Maintenance:
             while not stop.is_set():
                 try:
                     await self.tick()
+                except (psycopg.OperationalError, OSError) as exc:
+                    self._outage.failed(exc)
+                    await self._leadership.release()
                 except Exception:
                     log.exception("maintenance pass failed; retrying next tick")
                     await self._leadership.release()
+                else:
+                    self._outage.ok()
                 delay = self._interval * random.uniform(0.8, 1.2)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)

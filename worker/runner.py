@@ -26,9 +26,10 @@ from importlib import metadata
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app import db, metrics, workers
+from app.db import Outage
 from app.flows import model, runs
 from app.jobs import NOTIFY_CHANNEL, Job, Queue, queue_from
 from app.locks import Leadership
@@ -46,6 +47,10 @@ from worker.settler import Settler
 from worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
+
+RECLAIM_SECONDS = 0.5
+"""After a claim failed (the database is away), the next try; each waits for a connection
+up to SLUICE_DATABASE_TIMEOUT_SECONDS, so this bounds only how soon after its return."""
 
 
 def new_worker_id() -> str:
@@ -138,6 +143,7 @@ class Worker:
                 Leadership(db.direct_url(settings), ROLE),
                 settings.maintenance_interval_seconds,
                 on_expired=lambda expired: _announce_expired(expired, run_events, cancel_events),
+                key_window_seconds=settings.idempotency_window_seconds,
             )
             async with pool.connection() as conn:
                 await workers.register(conn, self._info())
@@ -188,6 +194,7 @@ class Worker:
 
     async def _claim_loop(self, session: _Session, listener: Listener, stop: asyncio.Event) -> None:
         wakeup = Wakeup(listener, NOTIFY_CHANNEL, self.settings.poll_interval_seconds)
+        outage = Outage("claim loop", log)
         self._wakeup = wakeup
         stopped = asyncio.create_task(stop.wait())
         try:
@@ -201,10 +208,11 @@ class Worker:
                 try:
                     async with session.pool.connection() as conn:
                         jobs = await session.queue.claim(conn, self.id, free)
-                except (psycopg.Error, OSError) as exc:
-                    log.warning("claim failed (%s); retrying after a poll interval", exc)
-                    await _first(asyncio.sleep(self.settings.poll_interval_seconds), stopped)
+                except (psycopg.Error, PoolTimeout, OSError) as exc:
+                    outage.failed(exc)
+                    await _first(asyncio.sleep(RECLAIM_SECONDS), stopped)
                     continue
+                outage.ok()
                 if stop.is_set():
                     # The stop raced this claim: hand the jobs back untouched.
                     self.stats.released += await stopping.release(

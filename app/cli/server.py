@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     )
     # The embedded server's wrapper narrates every pg_ctl call at INFO.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # The pool warns on every reconnect attempt while the database is away; Sluice's own
+    # components say it once when it goes and once when it is back (`app.db.Outage`).
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="platformdirs")
     try:
         settings = db.with_database_url(settings)

@@ -75,6 +75,14 @@ async def find_flow_by_name(
     return None if row is None else FlowTarget(*row)
 
 
+@dataclass(frozen=True)
+class Key:
+    """A webhook request's Idempotency-Key, free again after `window_seconds`."""
+
+    value: str
+    window_seconds: float
+
+
 async def start_webhook_run(
     conn: AsyncConnection[Any],
     run_id: UUID,
@@ -82,10 +90,12 @@ async def start_webhook_run(
     trigger: dict[str, Any],
     budget: RunBudget,
     *,
+    key: Key | None = None,
     now: datetime | None = None,
 ) -> bool:
-    """Create run `run_id` and its job in one statement for a live flow that needs no
-    signature; False otherwise (look the flow up to tell why). `queue.wake()` after."""
+    """Create run `run_id` and its job (taking `key`) in one statement for a live flow that
+    needs no signature; False otherwise: look up the key's run (`keyed_run`), then the flow,
+    to tell why. `queue.wake()` after."""
     cur = await conn.execute(
         _SQL["start_webhook_run"],
         {
@@ -95,10 +105,59 @@ async def start_webhook_run(
             "resume_secret": resume.new_secret(),
             "timeout_seconds": budget.timeout_seconds,
             "max_attempts": budget.max_attempts,
+            **_key_params(key),
             "now": now,
         },
     )
     return await cur.fetchone() is not None
+
+
+def _key_params(key: Key | None) -> dict[str, Any]:
+    return {
+        "key": key.value if key else None,
+        "key_window": key.window_seconds if key else 0.0,
+    }
+
+
+async def take_key(
+    conn: AsyncConnection[Any],
+    flow_id: UUID,
+    key: Key,
+    run_id: UUID,
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Take `key` for run `run_id`, inserted just before in the same transaction; False when
+    another run has it (roll back then)."""
+    cur = await conn.execute(
+        _SQL["take_key"], {"flow_id": flow_id, "run_id": run_id, **_key_params(key), "now": now}
+    )
+    return await cur.fetchone() is not None
+
+
+async def keyed_run(
+    conn: AsyncConnection[Any], flow_id: UUID, key: Key, *, now: datetime | None = None
+) -> UUID | None:
+    """The run a request with `key` started on this flow, within the key's window."""
+    cur = await conn.execute(
+        _SQL["keyed_run"], {"flow_id": flow_id, **_key_params(key), "now": now}
+    )
+    row = await cur.fetchone()
+    return None if row is None else UUID(str(row[0]))
+
+
+async def forget_keys(
+    conn: AsyncConnection[Any],
+    window_seconds: float,
+    *,
+    limit: int = 1000,
+    now: datetime | None = None,
+) -> int:
+    """Maintenance: delete up to `limit` keys older than the window; how many went."""
+    cur = await conn.execute(
+        _SQL["forget_keys"], {"key_window": window_seconds, "limit": limit, "now": now}
+    )
+    return cur.rowcount
 
 
 async def create_run(

@@ -12,18 +12,62 @@ WHERE project_id = %(project_id)s AND name = %(name)s AND enabled;
 
 -- name: start_webhook_run
 -- A webhook's run (and, by the flow_runs_created trigger, its job) in one statement, when
--- the flow is live and enabled and needs no signature. No row: unknown, disabled, or
--- signed (then find_webhook_flow).
+-- the flow is live and enabled and needs no signature, and its idempotency key (if any) is
+-- free. No row: unknown, disabled, signed (then find_webhook_flow), or the key is taken
+-- (then keyed_run).
+WITH clock AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS now
+),
+flow AS (
+    SELECT f.flow_id, f.project_id, f.version_id, f.version
+    FROM sluice_live_flows f
+    WHERE f.flow_id = %(flow_id)s AND f.enabled AND f.secret IS NULL
+),
+keyed AS (
+    INSERT INTO run_keys (flow_id, key, run_id, created_at)
+    SELECT flow.flow_id, %(key)s, %(run_id)s, clock.now
+    FROM flow, clock
+    WHERE %(key)s::text IS NOT NULL
+    ON CONFLICT (flow_id, key) DO UPDATE
+    SET run_id = EXCLUDED.run_id, created_at = EXCLUDED.created_at
+    WHERE run_keys.created_at < EXCLUDED.created_at - make_interval(secs => %(key_window)s)
+    RETURNING key
+)
 INSERT INTO flow_runs (
     id, project_id, flow_id, flow_version_id, version, trigger, resume_secret, deadline_at,
     job_max_attempts, created_at
 )
-SELECT %(run_id)s, f.project_id, f.flow_id, f.version_id, f.version, %(trigger)s,
+SELECT %(run_id)s, flow.project_id, flow.flow_id, flow.version_id, flow.version, %(trigger)s,
        %(resume_secret)s, clock.now + make_interval(secs => %(timeout_seconds)s),
        %(max_attempts)s, clock.now
-FROM sluice_live_flows f, (SELECT coalesce(%(now)s::timestamptz, now()) AS now) AS clock
-WHERE f.flow_id = %(flow_id)s AND f.enabled AND f.secret IS NULL
+FROM flow, clock
+WHERE %(key)s::text IS NULL OR EXISTS (SELECT FROM keyed)
 RETURNING id;
+
+-- name: take_key
+-- A signed webhook's idempotency key, taken for its run before the run is inserted (in the
+-- same transaction). No row: the key is taken (then keyed_run).
+INSERT INTO run_keys (flow_id, key, run_id, created_at)
+VALUES (%(flow_id)s, %(key)s, %(run_id)s, coalesce(%(now)s::timestamptz, now()))
+ON CONFLICT (flow_id, key) DO UPDATE
+SET run_id = EXCLUDED.run_id, created_at = EXCLUDED.created_at
+WHERE run_keys.created_at < EXCLUDED.created_at - make_interval(secs => %(key_window)s)
+RETURNING key;
+
+-- name: keyed_run
+-- The run a webhook request with this idempotency key started, within the window.
+SELECT run_id FROM run_keys
+WHERE flow_id = %(flow_id)s AND key = %(key)s
+  AND created_at >= coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(key_window)s);
+
+-- name: forget_keys
+-- Maintenance: idempotency keys older than the window.
+DELETE FROM run_keys
+WHERE ctid IN (
+    SELECT ctid FROM run_keys
+    WHERE created_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(key_window)s)
+    LIMIT %(limit)s
+);
 
 -- name: insert_run
 -- A new run, QUEUED, its active-time budget counting from now; the flow_runs_created

@@ -10,6 +10,23 @@ from app.web import schemas
 from app.web.openapi import JSON, Body, Parameter, Reply, error_reply, json_reply
 from app.web.webhooks import SIGNATURE_HEADER
 
+UNAVAILABLE = {
+    "503": error_reply(
+        "The database is unavailable (restarting, unreachable): nothing was done unless "
+        "`run_id` says a run exists; retry after `Retry-After` seconds (a webhook with its "
+        "`Idempotency-Key`).",
+        "Unavailable",
+    )
+}
+IDEMPOTENCY = Parameter(
+    "idempotency-key",
+    "header",
+    str,
+    "Up to 255 characters naming this request's event: a request with the same key for "
+    "the same flow, within SLUICE_IDEMPOTENCY_WINDOW_SECONDS, makes no run and gets the "
+    "first request's answer (its run id, or its run's reply).",
+    "IdempotencyKey",
+)
 NOT_FOUND = {
     "404": error_reply("No such object (another project's objects answer the same).", "NotFound")
 }

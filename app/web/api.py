@@ -8,6 +8,7 @@ exactly these operations, so a route cannot exist undocumented.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 
 from starlette.requests import Request
@@ -21,12 +22,14 @@ from app.flows.run_views import Run, RunSummary
 from app.web import flows, health, projects, runs, schemas, webhooks
 from app.web import metrics as web_metrics
 from app.web._shared import (
+    IDEMPOTENCY,
     NOT_FOUND,
     PATH_PARAMETERS,
     READ_BODY,
     RESUME_ERRORS,
     SIGNATURE,
     SYNC_REPLIES,
+    UNAVAILABLE,
     VALIDATED_BODY,
     WEBHOOK_BODY,
     WEBHOOK_ERRORS,
@@ -218,14 +221,14 @@ _WEBHOOKS = (
             **WEBHOOK_ERRORS,
         },
         body=WEBHOOK_BODY,
-        parameters=(SIGNATURE,),
+        parameters=(SIGNATURE, IDEMPOTENCY),
     ),
     Operation(
         "POST /webhooks/{flow_id}/sync",
         webhooks.trigger_flow_sync,
         {**SYNC_REPLIES, **WEBHOOK_ERRORS},
         body=WEBHOOK_BODY,
-        parameters=(SIGNATURE,),
+        parameters=(SIGNATURE, IDEMPOTENCY),
     ),
     Operation(
         "POST /resume/{run_id}/{token}",
@@ -240,14 +243,26 @@ _WEBHOOKS = (
         body=WEBHOOK_BODY,
     ),
 )
+
+
+def _database(operations: tuple[Operation, ...]) -> tuple[Operation, ...]:
+    """`operations`, which need the database: each may answer 503 while it is away."""
+    return tuple(
+        dataclasses.replace(operation, replies={**operation.replies, **UNAVAILABLE})
+        for operation in operations
+    )
+
+
+_NO_DATABASE = ("GET /health", "GET /ready", "GET /openapi.json")
 SECTIONS = (
-    Section("probes", None, _PROBES),
-    Section("projects", ADMIN_KEY, _ADMINISTRATION),
-    Section("projects", PROJECT_KEY, _OWN_PROJECT),
+    Section("probes", None, tuple(o for o in _PROBES if o.route in _NO_DATABASE)),
+    Section("probes", None, _database(tuple(o for o in _PROBES if o.route not in _NO_DATABASE))),
+    Section("projects", ADMIN_KEY, _database(_ADMINISTRATION)),
+    Section("projects", PROJECT_KEY, _database(_OWN_PROJECT)),
     Section("flows", None, _FLOW_SCHEMA),
-    Section("flows", PROJECT_KEY, _FLOWS),
-    Section("runs", PROJECT_KEY, _RUNS),
-    Section("webhooks", None, _WEBHOOKS),
+    Section("flows", PROJECT_KEY, _database(_FLOWS)),
+    Section("runs", PROJECT_KEY, _database(_RUNS)),
+    Section("webhooks", None, _database(_WEBHOOKS)),
 )
 
 

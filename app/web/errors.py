@@ -1,14 +1,30 @@
-"""Every error the HTTP API returns is JSON: an `Error`, ``{"error": message, ...details}``."""
+"""Every error the HTTP API returns is JSON: an `Error`, ``{"error": message, ...details}``.
+
+Invariant: no database fault is answered with a 500. A database that cannot be reached or
+went away mid-request (a restart, a terminated backend, an outage: psycopg's
+`OperationalError`, the pool's timeout) is a `503 {"error": "database unavailable"}` with
+`Retry-After`; anything else unexpected is a JSON 500 without a traceback (which is logged).
+Once a webhook's run exists, its id comes with the error, so the client can tell it was
+accepted (and retry safely with its `Idempotency-Key`).
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Unpack
 
+import psycopg
+from psycopg_pool import PoolClosed, PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app.web.replies import RUN_ID_HEADER
 from app.web.schemas import Error, ErrorDetails
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 1
 
 
 class ApiError(Exception):
@@ -21,18 +37,54 @@ class ApiError(Exception):
         self.details = details
 
 
-def error_response(status: int, message: str, **details: Unpack[ErrorDetails]) -> JSONResponse:
-    return JSONResponse(Error(error=message, **details), status_code=status)
+def run_of(request: Request, details: ErrorDetails) -> dict[str, str]:
+    """The run id header (and `details["run_id"]`) of a request whose run exists already."""
+    run_id = getattr(request.state, "run_id", None)
+    if run_id is None:
+        return {}
+    details["run_id"] = str(run_id)
+    return {RUN_ID_HEADER: str(run_id)}
 
 
-async def api_error(_request: Request, exc: Exception) -> Response:
+async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.message, **exc.details)
+    details = ErrorDetails(**exc.details)
+    headers = run_of(request, details)
+    return JSONResponse(Error(error=exc.message, **details), exc.status, headers=headers)
 
 
-async def http_error(_request: Request, exc: Exception) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, str(exc.detail))
+    headers = dict(exc.headers or {})
+    return JSONResponse(Error(error=str(exc.detail)), exc.status_code, headers=headers)
 
 
-HANDLERS = {ApiError: api_error, HTTPException: http_error}
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: database unavailable (%s)", request.method, request.url.path, _first(exc))
+    details = ErrorDetails(retry_after_seconds=RETRY_AFTER_SECONDS)
+    headers = {"retry-after": str(RETRY_AFTER_SECONDS), **run_of(request, details)}
+    return JSONResponse(
+        Error(error="database unavailable", **details), status_code=503, headers=headers
+    )
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """The last resort (Starlette's server-error middleware logs the traceback)."""
+    details = ErrorDetails()
+    headers = run_of(request, details)
+    body = Error(error="internal error; the server log has the details", **details)
+    return JSONResponse(body, status_code=500, headers=headers)
+
+
+def _first(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+HANDLERS = {
+    ApiError: api_error,
+    HTTPException: http_error,
+    psycopg.OperationalError: database_unavailable,
+    PoolTimeout: database_unavailable,
+    PoolClosed: database_unavailable,
+    Exception: internal_error,
+}

@@ -28,11 +28,16 @@ RUN_ID_HEADER = "x-sluice-run-id"
 _RESERVED_REPLY_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
-async def answer(state: Any, run_id: UUID, watching: Watch) -> Response:
-    """The reply of run `run_id`, watched (by `watching`) since before it could reply; 202
-    when none comes within SLUICE_SYNC_TIMEOUT_SECONDS."""
+async def answer(
+    state: Any, run_id: UUID, watching: Watch, *, read_first: bool = False
+) -> Response:
+    """The reply of run `run_id`, watched (by `watching`) since before it could reply — or,
+    with `read_first`, since before the first read; 202 when none comes within
+    SLUICE_SYNC_TIMEOUT_SECONDS."""
     settings = state.settings
     deadline = time.monotonic() + settings.sync_timeout_seconds
+    if read_first and (found := await _read(state, run_id)) is not None:
+        return found
     while True:
         if isinstance(watching.value, Reply):
             return response(run_id, watching.value)
@@ -45,12 +50,17 @@ async def answer(state: Any, run_id: UUID, watching: Watch) -> Response:
         if isinstance(watching.value, Reply):
             continue
         watching.clear()  # listen first, then read: an event from now on is not lost
-        async with state.pool.connection() as conn:
-            reply = await control.reply(conn, run_id)
-        if reply is None:
-            return accepted(run_id)
-        if reply.ready:
-            return response(run_id, reply)
+        if (found := await _read(state, run_id)) is not None:
+            return found
+
+
+async def _read(state: Any, run_id: UUID) -> Response | None:
+    """The answer the run gives now, if it has one (or is gone)."""
+    async with state.pool.connection() as conn:
+        reply = await control.reply(conn, run_id)
+    if reply is None:
+        return accepted(run_id)
+    return response(run_id, reply) if reply.ready else None
 
 
 def accepted(run_id: UUID) -> JSONResponse:

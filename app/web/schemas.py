@@ -44,11 +44,15 @@ class Problem(TypedDict):
 class ErrorDetails(TypedDict, total=False):
     problems: list[Problem]
     limit: int
+    retry_after_seconds: int
+    run_id: UuidText
 
 
 class Error(ErrorDetails):
-    """Every error: its message, with `problems` when the input was invalid, and the
-    body size `limit` when the body was too large."""
+    """Every error: its message, with `problems` when the input was invalid, the body size
+    `limit` when the body was too large, `retry_after_seconds` when the database is
+    unavailable (also in `Retry-After`), and the `run_id` of a webhook's run once it
+    exists (also in `X-Sluice-Run-Id`)."""
 
     error: Required[str]
 

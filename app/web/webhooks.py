@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -28,6 +29,8 @@ from app.web.errors import ApiError
 from app.web.schemas import Resumed
 
 SIGNATURE_HEADER = "x-sluice-signature"
+IDEMPOTENCY_HEADER = "idempotency-key"
+MAX_KEY_CHARS = 255
 # Headers not kept in a run's trigger: credentials stay out of the database.
 _UNSTORED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
@@ -98,40 +101,79 @@ async def _webhook(request: Request, *, sync: bool) -> Response:
     flow_id = parse_uuid(request.path_params["flow_id"], "flow")
     raw = await read_limited(request, settings.max_body_bytes)
     trigger = _trigger(request, raw)
+    key = _idempotency_key(request, settings.idempotency_window_seconds)
     run_id = uuid.uuid4()
     # Watched before the run exists, its reply cannot be missed: no first read is needed.
     with state.run_watchers.watch(str(run_id)) as replied:
         async with state.pool.connection() as conn:
             started = await control.start_webhook_run(
-                conn, run_id, flow_id, trigger, RunBudget.of(settings)
+                conn, run_id, flow_id, trigger, RunBudget.of(settings), key=key
             )
-            if not started:
-                await _start_signed_run(request, conn, run_id, flow_id, raw, trigger)
-        state.queue.wake()
-        response = (
-            await replies.answer(state, run_id, replied) if sync else replies.accepted(run_id)
-        )
+            answering = (
+                run_id
+                if started
+                else await _slow_path(request, conn, run_id, flow_id, raw, trigger, key)
+            )
+        state.run_id = answering
+        if answering == run_id:
+            state.queue.wake()
+            response = (
+                await replies.answer(state, run_id, replied) if sync else replies.accepted(run_id)
+            )
+        else:
+            response = await _answer_again(state, answering, sync=sync)
     metrics.WEBHOOKS.labels(mode="sync" if sync else "async", code=str(response.status_code)).inc()
     return response
 
 
-async def _start_signed_run(
+def _idempotency_key(request: Request, window_seconds: float) -> control.Key | None:
+    value = request.headers.get(IDEMPOTENCY_HEADER)
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_KEY_CHARS:
+        raise ApiError(400, f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_CHARS} characters")
+    return control.Key(value, window_seconds)
+
+
+async def _slow_path(
     request: Request,
     conn: Any,
     run_id: UUID,
     flow_id: UUID,
     raw: bytes,
     trigger: dict[str, Any],
-) -> None:
-    """The slow path: the flow is unknown, disabled, or wants a signed body."""
-    state = request.state
+    key: control.Key | None,
+) -> UUID:
+    """The flow is unknown, disabled, or wants a signed body, or the request's key has a
+    run already: the run that answers the request (a new one is `run_id`)."""
     target = await control.find_webhook_flow(conn, flow_id)
     if target is None:
         raise ApiError(404, f"no enabled flow {flow_id}")
     if target.secret is not None:
         _check_signature(target.secret, raw, request.headers.get(SIGNATURE_HEADER))
-    async with conn.transaction():
-        await control.create_run(conn, target, trigger, RunBudget.of(state.settings), run_id=run_id)
+    if key is not None and (existing := await control.keyed_run(conn, flow_id, key)):
+        return existing
+    taken = False
+    async with conn.transaction() as tx:
+        budget = RunBudget.of(request.state.settings)
+        await control.create_run(conn, target, trigger, budget, run_id=run_id)
+        if key is not None and not await control.take_key(conn, flow_id, key, run_id):
+            taken = True
+            raise psycopg.Rollback(tx)  # a request with the same key won the race
+    if not taken:
+        return run_id
+    existing = await control.keyed_run(conn, flow_id, key) if key is not None else None
+    if existing is None:
+        raise ApiError(409, f"{IDEMPOTENCY_HEADER} is in use by a run that is gone; use a new one")
+    return existing
+
+
+async def _answer_again(state: Any, run_id: UUID, *, sync: bool) -> Response:
+    """A retried request (same Idempotency-Key): the first request's answer."""
+    if not sync:
+        return replies.accepted(run_id)
+    with state.run_watchers.watch(str(run_id)) as replied:
+        return await replies.answer(state, run_id, replied, read_first=True)
 
 
 async def resume_run(request: Request) -> Response:

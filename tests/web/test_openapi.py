@@ -25,6 +25,7 @@ from app.settings import Settings
 from app.web import create_app
 from app.web.api import document
 from tests.flows.stack import ADMIN, running_stack
+from tests.web.apps import ADMIN as WEB_ADMIN
 from tests.web.apps import app_client
 from tests.web.openapi_rules import (
     OPENAPI_31,
@@ -180,6 +181,7 @@ document must be produced there, or listed here with the reason."""
 
 NO_KEY = {"authorization": "none"}
 ADMIN_KEY = {"authorization": f"Bearer {ADMIN}"}
+PROJECT_KEY = {"authorization": "Bearer sk_abcdef_0123456789"}
 JSON_TYPE = {"content-type": "application/json"}
 TOO_LARGE = json.dumps({"name": "x" * 2000}).encode()  # over max_body_bytes=1024
 NOWHERE = "00000000-0000-4000-8000-000000000000"
@@ -256,6 +258,23 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
     for not_ready in (scratch_database_url, unreachable):
         with app_client(not_ready) as client:
             driven.add(conforms(doc, "/ready", "get", client.get("/ready")))
+    # The database away: every operation that needs it answers 503.
+    with app_client(unreachable, database_timeout_seconds=0.2) as client:
+        for path, method, operation in operations(doc):
+            if "503" not in operation["responses"] or path == "/ready":
+                continue
+            admin = {"authorization": f"Bearer {WEB_ADMIN}"}
+            key = admin if path.startswith("/api/v1/projects") else PROJECT_KEY
+            body: dict[str, Any] = {}
+            if method == "post" and path.endswith("projects"):
+                body = {"name": "acme"}
+            elif path == "/api/v1/projects/{project_id}":
+                body = {"concurrency_limit": 1}
+            answer = client.request(
+                method.upper(), path.format(**ANY_PARAMETERS), headers=key, json=body
+            )
+            assert answer.status_code == 503, (method, path, answer.text)
+            driven.add(conforms(doc, path, method, answer))
 
     async with running_stack(database_url, max_body_bytes=1024) as stack:
         api = Caller(doc, stack.client, driven)
