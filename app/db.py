@@ -16,17 +16,19 @@ about that long of the server's return.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import select
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool.pool_async
 from psycopg import AsyncConnection
 from psycopg.pq import ConnStatus
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 from pydantic import SecretStr
 
@@ -136,3 +138,29 @@ class Outage:
             seconds = time.monotonic() - self.since
             self.since = None
             self.logger.warning("%s: database back after %.1f s", self.component, seconds)
+
+
+T = TypeVar("T")
+
+
+async def again_after_outage(
+    work: Callable[[], Awaitable[T]], *, within_seconds: float, outage: Outage
+) -> T:
+    """`work()`, tried again after a database error (`work` takes a fresh connection each
+    time) for up to `within_seconds`; after that the error goes up. For work that may be
+    repeated: a write whose commit may have happened before its answer was lost must find,
+    when repeated, what it did (fenced, upserted, or checked first)."""
+    deadline = time.monotonic() + within_seconds
+    delay = 0.05
+    while True:
+        try:
+            result = await work()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            if time.monotonic() + delay >= deadline:
+                raise
+            outage.failed(exc)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RECONNECT_MAX_DELAY)
+            continue
+        outage.ok()
+        return result

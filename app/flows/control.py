@@ -172,11 +172,13 @@ async def create_run(
     now: datetime | None = None,
 ) -> UUID:
     """Insert a QUEUED run of `target` (its job comes with it); `queue.wake()` after the
-    commit. `parent_step_key`: the parent's call_flow step that waits for this run."""
+    commit. `parent_step_key`: the parent's call_flow step that waits for this run. Inserting
+    `run_id` again changes nothing (a retry of a transaction whose answer was lost)."""
+    run_id = run_id or uuid.uuid4()
     cur = await conn.execute(
         _SQL["insert_run"],
         {
-            "run_id": run_id or uuid.uuid4(),
+            "run_id": run_id,
             "project_id": target.project_id,
             "flow_id": target.flow_id,
             "version_id": target.version_id,
@@ -190,9 +192,8 @@ async def create_run(
             "now": now,
         },
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return UUID(str(row[0]))
+    await cur.fetchone()  # none: the run was made before, by an earlier try
+    return run_id
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,9 @@ class HttpStep(_Step):
     headers: Headers = Field(default_factory=dict)
     body: JsonValue = None
     timeout_seconds: float | None = Field(default=None, gt=0, le=300)
+    idempotency_key: bool = False
+    """Send `Idempotency-Key: <the step's key>` (the same for every attempt of this step
+    of this run), unless `headers` names one."""
 
     @field_validator("url")
     @classmethod

@@ -71,7 +71,8 @@ WHERE ctid IN (
 
 -- name: insert_run
 -- A new run, QUEUED, its active-time budget counting from now; the flow_runs_created
--- trigger enqueues its job.
+-- trigger enqueues its job. A run of this id made before (by an earlier try of the same
+-- transaction whose answer was lost) is left as it is.
 INSERT INTO flow_runs (
     id, project_id, flow_id, flow_version_id, version, trigger, resume_secret,
     parent_run_id, parent_step_key, deadline_at, job_max_attempts, created_at
@@ -80,6 +81,7 @@ SELECT %(run_id)s, %(project_id)s, %(flow_id)s, %(version_id)s, %(version)s, %(t
        %(resume_secret)s, %(parent_run_id)s, %(parent_step_key)s,
        clock.now + make_interval(secs => %(timeout_seconds)s), %(max_attempts)s, clock.now
 FROM (SELECT coalesce(%(now)s::timestamptz, now()) AS now) AS clock
+ON CONFLICT (id) DO NOTHING
 RETURNING id;
 
 -- name: resume_target

@@ -11,7 +11,7 @@ import json
 import os
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,7 @@ class LocalServer:
     released: asyncio.Event = field(default_factory=asyncio.Event)
     _scripts: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
     _held: set[str] = field(default_factory=set)
+    _before_reply: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -135,6 +136,10 @@ class LocalServer:
     def hold(self, path: str) -> None:
         self._held.add(path)
 
+    def on(self, path: str, before_reply: Callable[[], Awaitable[None]]) -> None:
+        """Run `before_reply` when a request to `path` arrives, before it is answered."""
+        self._before_reply[path] = before_reply
+
     def hits(self, path: str) -> list[Received]:
         return [r for r in self.requests if r.path == path]
 
@@ -144,6 +149,8 @@ class LocalServer:
         self.requests.append(
             Received(request.method, path, dict(request.headers), raw, time.monotonic())
         )
+        if path in self._before_reply:
+            await self._before_reply[path]()
         if path in self._held:
             await self.released.wait()
         replies = self._scripts.get(path)

@@ -18,7 +18,7 @@ import pytest
 from app.flows import parse_flow
 from app.flows.model import LoadedRun, RunStatus, StepRecord, StepStatus, Waitpoint
 from worker.flow import replay
-from worker.flow.context import FlowPlan
+from worker.flow.context import FlowPlan, idempotency_key
 from worker.flow.effects import (
     Abandon,
     Answer,
@@ -547,3 +547,37 @@ def test_loop_iterations_see_their_item_and_index_and_earlier_iterations_do_not_
         "each[1].reply",
         "each",
     ]
+
+
+def test_an_http_step_can_name_its_effect_the_same_way_on_every_attempt() -> None:
+    step = {
+        "id": "charge",
+        "type": "http",
+        "method": "POST",
+        "url": "http://x.test",
+        "idempotency_key": True,
+        "retry": {"max_attempts": 2, "backoff_seconds": 0},
+    }
+    walked = walk([step], answers(Failed(StepStatus.FAILED, "503"), Done({"status": 200})))
+    first, second = walked.effects
+    assert isinstance(first, SendHttp)
+    assert isinstance(second, SendHttp)
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
+    assert first.headers["Idempotency-Key"].startswith("sluice-")
+
+    own = walk([{**step, "headers": {"idempotency-key": "mine"}}], answers(Done({"status": 200})))
+    (effect,) = own.effects
+    assert isinstance(effect, SendHttp)
+    assert effect.headers == {"idempotency-key": "mine"}
+    plain = walk([{**step, "idempotency_key": False}], answers(Done({"status": 200})))
+    (effect,) = plain.effects
+    assert isinstance(effect, SendHttp)
+    assert effect.headers == {}
+
+
+def test_code_sees_the_same_idempotency_key_as_an_http_step_would() -> None:
+    walked = walk([code("compute")], answers(Done(1)))
+    (effect,) = walked.effects
+    assert isinstance(effect, RunCode)
+    assert effect.ctx["idempotency_key"] == idempotency_key(RUN, "compute")
+    assert idempotency_key(RUN, "compute") != idempotency_key(RUN, "each[0].compute")

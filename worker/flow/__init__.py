@@ -118,9 +118,9 @@ class FlowEngine:
                 effect = walk.send(performed)
         except StopIteration as done:
             outcome: Outcome = done.value
-            return await self._end(session, outcome, clock)
         finally:
             walk.close()
+        return await self._end(session, outcome, clock)
 
     async def _perform(
         self, session: RunSession, run: LoadedRun, effect: Effect, canceled: asyncio.Event

@@ -9,8 +9,10 @@ templates in that scope can use.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from app.flows import resume
 from app.flows.definition import BranchStep, FlowDefinition, LoopStep, Step, WaitForWebhookStep
@@ -56,6 +58,13 @@ class Scope:
             "status": str(record.status),
             "error": record.error,
         }
+
+
+def idempotency_key(run_id: UUID, step_key: str) -> str:
+    """The same for every attempt of one step instance of one run: what an external service
+    can deduplicate a step's effect by (an attempt repeated after a lost lease included)."""
+    digest = hashlib.sha256(f"{run_id}/{step_key}".encode()).hexdigest()
+    return f"sluice-{digest[:40]}"
 
 
 def template_context(

@@ -8,6 +8,11 @@ keeper (the job is gone: stop renewing it).
 
 Invariants kept here (with `app.flows.runs` and the queue's fence):
 
+* A database error does not end an execution: each transaction is tried again on a fresh
+  connection while the lease may still be ours (its TTL), so a blip cannot fail the job and
+  make its replay repeat a step whose effect happened. Each is safe to repeat: the fenced
+  statements find the job gone if their commit had happened, the records are upserts, a
+  child run's id is the replay's, and a pause repeated finds its run paused.
 * Every write is fenced on the job's lease: `save_progress` and `finish_execution` in the
   statement itself, the other transactions through the queue's `complete_tx` / `hold_tx`,
   rolled back when the lease is lost (`Stop.LOST`). The last write of an execution — the
@@ -22,22 +27,27 @@ Invariants kept here (with `app.flows.runs` and the queue's fence):
 
 from __future__ import annotations
 
-import contextlib
 import enum
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from psycopg import AsyncConnection
 
 from app import metrics
+from app.db import Outage, again_after_outage
 from app.flows import control, runs
 from app.flows.control import RunBudget
 from app.flows.model import LoadedRun, Reply, RunStatus, StepRecord, StepStatus, Waitpoint, Writes
 from app.jobs import Fence, Job
 from worker.flow.effects import ChildStarted, Failed, Finish, StartChild, Wait
 from worker.services import WorkerServices
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Stop(enum.Enum):
@@ -74,6 +84,7 @@ class RunSession:
         self.parent_run_id: UUID | None = None
         self.resumable = False
         """Sync callers may wait in other processes (the run has paused before)."""
+        self._outage = Outage(f"run {run_id}", log)
         self.metric_labels = metrics.OTHER_LABELS
         """The run's bounded project and flow labels, set by `begin` (`_other` before)."""
 
@@ -81,8 +92,9 @@ class RunSession:
 
     async def begin(self) -> LoadedRun | Stop:
         """Mark the run RUNNING and load what earlier executions recorded; ENDED if final."""
-        async with self.services.pool.connection() as conn:
-            loaded = await runs.start_run(conn, self.run_id, now=self.now())
+        loaded = await self._on_connection(
+            lambda conn: runs.start_run(conn, self.run_id, now=self.now())
+        )
         if loaded is None:
             return await self.settle()
         self.parent_run_id = loaded.parent_run_id
@@ -91,12 +103,10 @@ class RunSession:
         return loaded
 
     async def definition(self, version_id: int) -> dict[str, Any]:
-        async with self.services.pool.connection() as conn:
-            return await runs.definition(conn, version_id)
+        return await self._on_connection(lambda conn: runs.definition(conn, version_id))
 
     async def status(self) -> RunStatus:
-        async with self.services.pool.connection() as conn:
-            return await runs.status(conn, self.run_id)
+        return await self._on_connection(lambda conn: runs.status(conn, self.run_id))
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -104,8 +114,8 @@ class RunSession:
         """Commit `writes` before a step with effects (renewing the lease); None: go on."""
         if not writes:
             return None
-        async with self.services.pool.connection() as conn:
-            progress = await runs.save_progress(
+        progress = await self._on_connection(
+            lambda conn: runs.save_progress(
                 conn,
                 self.job.lease,
                 self.services.owner,
@@ -114,6 +124,7 @@ class RunSession:
                 writes=writes,
                 now=self.now(),
             )
+        )
         if not progress.held:
             return Stop.LOST
         running = progress.status is RunStatus.RUNNING
@@ -124,11 +135,9 @@ class RunSession:
     async def wait(self, effect: Wait) -> Waitpoint | Stop:
         """The waitpoint if it is completed or due (the run goes on); else pause on it."""
         self.resumable = True
-        try:
-            async with self._transaction() as conn:
-                found = await self._wait(conn, effect)
-        except _Lost:
-            return Stop.LOST
+        found = await self._in_transaction(lambda conn: self._wait(conn, effect))
+        if found is Stop.LOST:
+            return found
         if isinstance(found, Stop):
             return self._stopped(found)
         self._announce_reply(effect.writes)
@@ -165,11 +174,11 @@ class RunSession:
         self, project_id: int, effect: StartChild
     ) -> ChildStarted | Failed | Stop:
         """Start the called flow's run; with `wait`, the parent pauses in the same commit."""
-        try:
-            async with self._transaction() as conn:
-                answer = await self._start_child(conn, project_id, effect)
-        except _Lost:
-            return Stop.LOST
+        answer = await self._in_transaction(
+            lambda conn: self._start_child(conn, project_id, effect)
+        )
+        if answer is Stop.LOST:
+            return answer
         if answer is Stop.ENDED:
             return self._stopped(answer)
         self.services.queue.wake()  # the child's job, and the slot a paused parent freed
@@ -214,19 +223,20 @@ class RunSession:
 
     async def reschedule(self, writes: Writes, run_at: datetime) -> Stop:
         """Record `writes` and continue the run at `run_at` (a step's retry backoff)."""
-        try:
-            async with self._transaction() as conn:
-                await runs.record(conn, self.run_id, writes)
-                await self._complete(conn)
-                await runs.continue_run(conn, self.run_id, at=run_at)
-        except _Lost:
-            return Stop.LOST
-        return self._stopped(Stop.RESCHEDULED)
+
+        async def reschedule(conn: AsyncConnection[Any]) -> Stop:
+            await runs.record(conn, self.run_id, writes)
+            await self._complete(conn)
+            await runs.continue_run(conn, self.run_id, at=run_at)
+            return Stop.RESCHEDULED
+
+        done = await self._in_transaction(reschedule)
+        return done if done is Stop.LOST else self._stopped(done)
 
     async def finish(self, outcome: Finish) -> runs.Finished | Stop:
         """Delete the job, record the last results and end the run, in one statement."""
-        async with self.services.pool.connection() as conn:
-            finished = await runs.finish_execution(
+        finished = await self._on_connection(
+            lambda conn: runs.finish_execution(
                 conn,
                 self.job.lease,
                 self.services.owner,
@@ -237,6 +247,7 @@ class RunSession:
                 writes=outcome.writes,
                 now=self.now(),
             )
+        )
         if not finished.held:
             return Stop.LOST
         # Wake idle workers only when it can matter (this is the hot path): for a freed slot
@@ -250,20 +261,45 @@ class RunSession:
         """The run ended elsewhere (or was retried meanwhile): delete the job, record
         `writes` (a step that was stopped) while the job is still ours, and continue the run
         if it is live."""
-        async with self._transaction() as conn:
+
+        async def settle(conn: AsyncConnection[Any]) -> Stop:
             fence = await self.services.queue.complete_tx(conn, self.services.owner, self.job.lease)
             if writes and fence is Fence.KEPT:
                 await runs.record(conn, self.run_id, writes)
             await runs.continue_run(conn, self.run_id, at=self.now())
-        return self._stopped(Stop.ENDED)
+            return Stop.ENDED
+
+        return self._stopped(await self._in_transaction(settle))
 
     # --- inside a transaction ----------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
-        """A transaction; a lost fence (`_Lost`) rolls it back."""
-        async with self.services.pool.connection() as conn, conn.transaction():
-            yield conn
+    async def _on_connection(self, work: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """`work` on a pooled connection, done again on a fresh one after a database error
+        while the lease may still be ours: a blip must not make the job fail, and its replay
+        repeat a step that happened. Every call here may be repeated (see each)."""
+
+        async def once() -> T:
+            async with self.services.pool.connection() as conn:
+                return await work(conn)
+
+        return await again_after_outage(
+            once, within_seconds=self.services.queue.lease_seconds, outage=self._outage
+        )
+
+    async def _in_transaction(
+        self, work: Callable[[AsyncConnection[Any]], Awaitable[T]]
+    ) -> T | Stop:
+        """`work` in one transaction (`_on_connection`'s retries); LOST when it found the
+        lease lost, and rolled back."""
+
+        async def transaction(conn: AsyncConnection[Any]) -> T | Stop:
+            try:
+                async with conn.transaction():
+                    return await work(conn)
+            except _Lost:
+                return Stop.LOST
+
+        return await self._on_connection(transaction)
 
     async def _lock_running(self, conn: AsyncConnection[Any]) -> bool:
         """Lock the run row (first, as pauses do); if it is no longer RUNNING, settle the

@@ -29,7 +29,7 @@ from app.flows.definition import (
 )
 from app.flows.model import LoadedRun, RunStatus, StepRecord, StepStatus, Waitpoint, Writes
 from app.settings import Settings
-from worker.flow.context import FlowPlan, Scope, template_context
+from worker.flow.context import FlowPlan, Scope, idempotency_key, template_context
 from worker.flow.effects import (
     Abandon,
     Answer,
@@ -50,6 +50,7 @@ from worker.flow.effects import (
 MAX_LOOP_ITEMS = 1000
 HTTP_TIMEOUT_SECONDS = 30.0
 RUN_TIMEOUT_MESSAGE = "the run ran longer than SLUICE_RUN_TIMEOUT_SECONDS"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 Part: TypeAlias = Generator[Effect, Answer, Any]
 """A part of the walk: returns an output (an answer, for one attempt of a step), or an
@@ -108,6 +109,7 @@ class StepTypes:
             "step_id": step.id,
             "step_key": key,
             "resume_urls": context["resume_urls"],
+            "idempotency_key": idempotency_key(self.run_.id, key),
         }
         timeout = step.timeout_seconds or self.config.step_timeout_seconds
         remaining = self.remaining_seconds()
@@ -149,7 +151,7 @@ class StepTypes:
             key=key,
             method=step.method,
             url=url,
-            headers={str(k): str(v) for k, v in headers.items()},
+            headers=self.http_headers(step, key, headers),
             body=body,
             timeout_seconds=min(timeout, remaining),
             writes=self.take(),
@@ -302,6 +304,13 @@ class StepTypes:
         self.response = {"status": step.status, "headers": headers, "body": body}
         self.responded = True
         return Done(self.response)
+
+    def http_headers(self, step: HttpStep, key: str, rendered: dict[str, Any]) -> dict[str, str]:
+        headers = {str(name): str(value) for name, value in rendered.items()}
+        named = {name.lower() for name in headers}
+        if step.idempotency_key and IDEMPOTENCY_HEADER.lower() not in named:
+            headers[IDEMPOTENCY_HEADER] = idempotency_key(self.run_.id, key)
+        return headers
 
     # --- context and time --------------------------------------------------------------------
 
