@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import json
 import re
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -21,6 +23,8 @@ import httpx
 JsonObject = dict[str, Any]
 
 DEFAULT_TIMEOUT = 30.0
+WEBHOOK_ATTEMPTS = 5
+"""A webhook is sent up to this many times, with the same Idempotency-Key."""
 # How a flow with a webhook secret wants its requests signed: an HMAC-SHA256 of the body.
 SIGNATURE_HEADER = "X-Sluice-Signature"
 
@@ -147,18 +151,37 @@ class Client:
 
     def trigger(self, flow_id: str, data: Any, *, secret: str | None = None) -> JsonObject:
         """Start a run (the answer, 202, names it); `secret` signs the body for the flow."""
-        return self._json("POST", f"/webhooks/{_segment(flow_id)}", **_webhook_body(data, secret))
+        response = self._webhook(f"/webhooks/{_segment(flow_id)}", data, secret)
+        if response.status_code >= 400:
+            raise api_error(response.status_code, response.content, response.reason_phrase)
+        return self._body(response)
 
     def trigger_sync(self, flow_id: str, data: Any, *, secret: str | None = None) -> Reply:
         """Start a run and wait for its reply, whatever its status (the server bounds the wait)."""
-        response = self._send(
-            "POST",
-            f"/webhooks/{_segment(flow_id)}/sync",
-            **_webhook_body(data, secret),
-            timeout=_UNTIL_REPLY,
-            check=False,
-        )
+        path = f"/webhooks/{_segment(flow_id)}/sync"
+        response = self._webhook(path, data, secret, timeout=_UNTIL_REPLY)
         return Reply(response.status_code, response.headers, response.content)
+
+    def _webhook(
+        self, path: str, data: Any, secret: str | None, *, timeout: httpx.Timeout | None = None
+    ) -> httpx.Response:
+        """POST a webhook as a careful client does: with an Idempotency-Key, sent again with
+        the same key after a 503 or a lost answer (the server then makes no second run)."""
+        request = _webhook_body(data, secret)
+        request["headers"]["Idempotency-Key"] = uuid.uuid4().hex
+        for attempt in range(WEBHOOK_ATTEMPTS):
+            last = attempt == WEBHOOK_ATTEMPTS - 1
+            try:
+                response = self._send("POST", path, **request, timeout=timeout, check=False)
+            except Unreachable:
+                if last:
+                    raise
+                time.sleep(_backoff(attempt, None))
+                continue
+            if response.status_code != 503 or last:
+                return response
+            time.sleep(_backoff(attempt, response.headers.get("retry-after")))
+        raise AssertionError("unreachable")
 
     # Runs
 
@@ -203,7 +226,10 @@ class Client:
     # Plumbing
 
     def _json(self, method: str, path: str, **kwargs: Any) -> JsonObject:
-        response = self._send(method, path, **kwargs)
+        return self._body(self._send(method, path, **kwargs))
+
+    @staticmethod
+    def _body(response: httpx.Response) -> JsonObject:
         try:
             body = response.json()
         except (ValueError, UnicodeDecodeError):
@@ -211,7 +237,8 @@ class Client:
         if not isinstance(body, dict):
             kind = response.headers.get("content-type", "no content type")
             raise UnexpectedAnswer(
-                f"{method} {self.url}{path} answered HTTP {response.status_code} with {kind},"
+                f"{response.request.method} {response.request.url} answered HTTP"
+                f" {response.status_code} with {kind},"
                 " not a JSON object: is this a Sluice server?"
             )
         return body
@@ -278,6 +305,14 @@ def _webhook_body(data: Any, secret: str | None) -> dict[str, Any]:
         digest = hmac.new(secret.encode(), content, hashlib.sha256).hexdigest()
         headers[SIGNATURE_HEADER] = f"sha256={digest}"
     return {"content": content, "headers": headers}
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    """Seconds before the next try: the server's Retry-After when it gives one (at most
+    5 s), else 0.5, 1, 2, 4 s."""
+    if retry_after is not None and retry_after.isdigit():
+        return min(5.0, float(retry_after))
+    return float(0.5 * 2**attempt)
 
 
 def _segment(value: str) -> str:

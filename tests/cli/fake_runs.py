@@ -48,6 +48,8 @@ class FakeRuns:
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
     named: str = ""
     requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)
+    """The Idempotency-Key of each webhook request."""
 
     def app(self) -> Starlette:
         return Starlette(
@@ -125,6 +127,11 @@ class FakeRuns:
     async def webhook(self, request: Request) -> Response:
         if refused := await self._seen(request):
             return refused
+        self.keys.append(request.headers.get("idempotency-key"))
+        if self.named == "flaky" and len(self.keys) <= 2:
+            # The database is away: the first two tries are answered 503.
+            unavailable = {"error": "database unavailable", "retry_after_seconds": 0}
+            return JSONResponse(unavailable, status_code=503, headers={"retry-after": "0"})
         return JSONResponse({"run_id": run_summary(1)["id"]}, status_code=202)
 
     async def webhook_sync(self, request: Request) -> Response:

@@ -128,6 +128,19 @@ def test_trigger_starts_a_run_with_the_data_given(
     assert (missing.code, missing.err) == (1, "sluice: no flow 'missing'\n")
 
 
+def test_trigger_sends_a_key_and_tries_again_with_it_after_a_503(
+    fake: FakeRuns, fake_url: str, sluice: Sluice
+) -> None:
+    ran = sluice("trigger", "flaky")
+
+    assert (ran.code, ran.out) == (0, run_summary(1)["id"] + "\n")
+    assert len(fake.keys) == 3
+    assert fake.keys[0] is not None
+    assert len(set(fake.keys)) == 1, "every try of one trigger carries the same key"
+    sluice("trigger", "flaky")
+    assert fake.keys[3] != fake.keys[0], "another trigger is another event"
+
+
 @pytest.mark.parametrize(
     ("flow", "code", "out", "err"),
     [
