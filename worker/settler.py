@@ -3,8 +3,9 @@
 Invariant: an outcome, once computed, is written: the write runs in a task of its own that
 the execution awaits through `asyncio.shield`, so cancelling the execution (a stop, a lost
 lease) never cancels it, and `wait()` lets shutdown finish every write before the pool
-closes. A write that keeps failing is given up after `SETTLE_ATTEMPTS`: the lease expires
-and the job runs again.
+closes. A write that fails on a database error is tried again while the lease may still
+be ours (its TTL; the writes are fenced, so a repeat of one that had committed changes
+nothing); after that it is given up: the lease expires and the job runs again.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from app.db import Outage, again_after_outage
 from app.jobs import Job, Queue
 from worker.completer import Completer
 from worker.executor import Outcome, Verdict
@@ -24,9 +26,6 @@ from worker.inflight import InFlight
 from worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
-
-SETTLE_ATTEMPTS = 5
-
 
 class Settler:
     def __init__(
@@ -48,6 +47,7 @@ class Settler:
         self._stats = stats
         self._on_settled = on_settled
         self._writing: set[asyncio.Task[None]] = set()
+        self._outage = Outage("outcome writes", log)
 
     async def settle(self, job: Job, outcome: Outcome) -> None:
         """Write `outcome`; cancelling the caller does not cancel the write."""
@@ -64,23 +64,22 @@ class Settler:
     async def _settle(self, job: Job, outcome: Outcome) -> None:
         self._inflight.settle(job.id)
         self._stats.remember(job.id, outcome)
-        for attempt in range(1, SETTLE_ATTEMPTS + 1):
-            try:
-                await self._write(job, outcome)
-            except (psycopg.Error, OSError) as exc:
-                if attempt == SETTLE_ATTEMPTS:
-                    log.error(
-                        "could not record the outcome of job %s (%s); the lease will expire "
-                        "and the job run again",
-                        job.id,
-                        exc,
-                    )
-                    return
-                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
-            else:
-                if self._on_settled is not None:
-                    self._on_settled(job, outcome)
-                return
+        try:
+            await again_after_outage(
+                lambda: self._write(job, outcome),
+                within_seconds=self._queue.lease_seconds,
+                outage=self._outage,
+            )
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            log.error(
+                "could not record the outcome of job %s (%s); the lease will expire and the "
+                "job run again",
+                job.id,
+                exc,
+            )
+            return
+        if self._on_settled is not None:
+            self._on_settled(job, outcome)
 
     async def _write(self, job: Job, outcome: Outcome) -> None:
         stats = self._stats
