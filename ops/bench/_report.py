@@ -33,8 +33,8 @@ def percentile(ordered: Sequence[float], pct: float) -> float:
     return ordered[min(len(ordered), rank) - 1]
 
 
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+def progress(message: str, tool: str = "bench") -> None:
+    print(f"[{tool}] {message}", file=sys.stderr, flush=True)
 
 
 def print_table(title: str, rows: Sequence[Row]) -> None:

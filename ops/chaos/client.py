@@ -1,0 +1,142 @@
+"""The load: a careful webhook client, sending events at a steady rate.
+
+Each event is one logical webhook with an ``Idempotency-Key`` of its own (a uuid). The client
+sends it to ``POST /webhooks/{flow_id}`` until it gets an answer it can act on: a 202 ends it
+(accepted, with the run id), a 503 or a lost answer (a connection error, a timeout) is retried
+with the same key after a bounded, jittered backoff (at least the ``Retry-After`` it was
+given, within the cap), and any other status ends it refused. An event that is still not
+answered `give_up_seconds` after it was first sent is given up. Every attempt is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+TIMEOUT = "timeout"
+CONNECTION_ERROR = "connection error"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float = 0.1
+    cap_seconds: float = 2.0
+    timeout_seconds: float = 5.0
+    """Per attempt: connect, send, and each read."""
+    give_up_seconds: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """How long to wait after failed attempt number `attempt` (1-based)."""
+        backoff = min(self.cap_seconds, self.base_seconds * 2.0 ** (attempt - 1))
+        jittered = backoff * rng.uniform(0.5, 1.0)
+        if retry_after is not None:
+            jittered = max(jittered, min(retry_after, self.cap_seconds))
+        return jittered
+
+
+@dataclass(frozen=True)
+class Attempt:
+    sent: float
+    """`time.monotonic()` when it was sent; `answered` when its outcome came."""
+    answered: float
+    outcome: str
+    """The HTTP status as text, or TIMEOUT, or CONNECTION_ERROR."""
+
+
+@dataclass
+class Event:
+    key: str
+    attempts: list[Attempt] = field(default_factory=list)
+    run_id: str | None = None
+    gave_up: bool = False
+
+    @property
+    def first_sent(self) -> float:
+        return self.attempts[0].sent
+
+    @property
+    def accepted_at(self) -> float | None:
+        return self.attempts[-1].answered if self.run_id is not None else None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    with contextlib.suppress(KeyError, ValueError):
+        return max(0.0, float(response.headers["retry-after"]))
+    return None
+
+
+class Client:
+    def __init__(
+        self, http: httpx.AsyncClient, flow_id: str, policy: RetryPolicy, rng: random.Random
+    ) -> None:
+        self._http = http
+        self._path = f"/webhooks/{flow_id}"
+        self._policy = policy
+        self._rng = rng
+
+    async def send(self, event: Event, body: object) -> None:
+        """Deliver `event` as far as a careful client can; the attempts land in it."""
+        headers = {IDEMPOTENCY_HEADER: event.key}
+        while True:
+            sent = time.monotonic()
+            retry_after: float | None = None
+            try:
+                response = await self._http.post(self._path, json=body, headers=headers)
+            except httpx.TimeoutException:
+                outcome = TIMEOUT
+            except httpx.TransportError:
+                outcome = CONNECTION_ERROR
+            else:
+                outcome = str(response.status_code)
+                retry_after = _retry_after(response)
+            event.attempts.append(Attempt(sent, time.monotonic(), outcome))
+            if outcome == "202":
+                event.run_id = str(response.json()["run_id"])
+                return
+            if outcome not in ("503", TIMEOUT, CONNECTION_ERROR):
+                return
+            delay = self._policy.delay(len(event.attempts), retry_after, self._rng)
+            if time.monotonic() + delay - event.first_sent > self._policy.give_up_seconds:
+                event.gave_up = True
+                return
+            await asyncio.sleep(delay)  # the backoff itself
+
+
+def http_client(base_url: str, policy: RetryPolicy) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=policy.timeout_seconds,
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+    )
+
+
+class Load:
+    """Events at `rate` per second from `start` until `stop` is set."""
+
+    def __init__(self, client: Client, rate: float) -> None:
+        self._client = client
+        self._interval = 1.0 / rate
+        self.events: list[Event] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send until `stop`; return once every event sent has ended."""
+        tasks: set[asyncio.Task[None]] = set()
+        next_at = time.monotonic()
+        while not stop.is_set():
+            event = Event(key=str(uuid.uuid4()))
+            self.events.append(event)
+            task = asyncio.create_task(self._client.send(event, {"n": len(self.events)}))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            next_at += self._interval
+            # The arrival schedule of the load, not a wait for another process.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
+        await asyncio.gather(*tasks)

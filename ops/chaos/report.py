@@ -1,0 +1,76 @@
+"""A scenario's record as a table (the benchmarks' format) and as Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ops.bench import _report
+from ops.bench._report import Row, verdict
+
+
+def progress(message: str) -> None:
+    _report.progress(message, tool="chaos")
+
+
+def title(result: dict[str, Any]) -> str:
+    parameters = result["parameters"]
+    return (
+        f"Chaos {result['scenario']}: {result['fault']} "
+        f"({result['figures']['sent']['value']} webhooks at {parameters['rate']:g}/s, "
+        f"fault {result['window']['seconds']:.1f} s)"
+    )
+
+
+def _latency(phase: str, figures: dict[str, Any]) -> Row:
+    if figures["p50_ms"] is None:
+        return Row(f"accept latency {phase}: p50 / p99", f"none of {figures['events']}")
+    return Row(
+        f"accept latency {phase}: p50 / p99",
+        f"{figures['p50_ms']:.0f} / {figures['p99_ms']:.0f} ms",
+        f"({figures['accepted']} of {figures['events']})",
+    )
+
+
+def rows(result: dict[str, Any]) -> list[Row]:
+    table = [
+        Row(
+            figure["label"],
+            figure["shown"],
+            figure["target"],
+            "" if figure["held"] is None else verdict(figure["held"]),
+        )
+        for figure in result["figures"].values()
+    ]
+    table.extend(_latency(phase, each) for phase, each in result["latency"].items())
+    return table
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """One column per scenario, one row per figure."""
+    names = list(results)
+    lines = [
+        "| figure | " + " | ".join(f"`{name}`" for name in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    labels = {
+        key: figure["label"] for r in results.values() for key, figure in r["figures"].items()
+    }
+    for key, label in labels.items():
+        cells = []
+        for name in names:
+            figure = results[name]["figures"].get(key)
+            if figure is None:
+                cells.append("")
+                continue
+            mark = {True: "", False: " **MISS**", None: ""}[figure["held"]]
+            cells.append(f"{figure['shown']}{mark}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for phase in ("before", "during", "after"):
+        cells = []
+        for name in names:
+            each = results[name]["latency"][phase]
+            cells.append(
+                "-" if each["p50_ms"] is None else f"{each['p50_ms']:.0f} / {each['p99_ms']:.0f}"
+            )
+        lines.append(f"| accept latency {phase}, p50 / p99 ms | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
