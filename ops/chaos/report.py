@@ -7,6 +7,8 @@ from typing import Any
 from ops.bench import _report
 from ops.bench._report import Row, verdict
 
+WINDOW_TIMES = ("started_s", "ended_s", "seconds")
+
 
 def progress(message: str) -> None:
     _report.progress(message, tool="chaos")
@@ -42,6 +44,11 @@ def rows(result: dict[str, Any]) -> list[Row]:
         for figure in result["figures"].values()
     ]
     table.extend(_latency(phase, each) for phase, each in result["latency"].items())
+    table.extend(
+        Row(f"fault: {name.replace('_', ' ')}", str(value))
+        for name, value in result["window"].items()
+        if name not in WINDOW_TIMES
+    )
     return table
 
 
