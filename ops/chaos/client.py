@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from app import backoff
+
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection error"
@@ -33,12 +35,12 @@ class RetryPolicy:
     give_up_seconds: float = 60.0
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        """How long to wait after failed attempt number `attempt` (1-based)."""
-        backoff = min(self.cap_seconds, self.base_seconds * 2.0 ** (attempt - 1))
-        jittered = backoff * rng.uniform(0.5, 1.0)
+        """How long to wait after failed attempt number `attempt` (1-based): the service's
+        own backoff (equal jitter), at least the Retry-After given, never over the cap."""
+        delay = backoff.RetryPolicy(self.base_seconds, self.cap_seconds).delay(attempt, rng)
         if retry_after is not None:
-            jittered = max(jittered, min(retry_after, self.cap_seconds))
-        return jittered
+            delay = max(delay, min(retry_after, self.cap_seconds))
+        return delay
 
 
 @dataclass(frozen=True)
