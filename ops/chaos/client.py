@@ -5,7 +5,8 @@ sends it to ``POST /webhooks/{flow_id}`` until it gets an answer it can act on: 
 (accepted, with the run id), a 503 or a lost answer (a connection error, a timeout) is retried
 with the same key after a bounded, jittered backoff (at least the ``Retry-After`` it was
 given, within the cap), and any other status ends it refused. An event that is still not
-answered `give_up_seconds` after it was first sent is given up. Every attempt is recorded.
+answered `give_up_seconds` after it arose is given up. At most `CONNECTIONS` requests are in
+flight at once. Every attempt is recorded.
 """
 
 from __future__ import annotations
@@ -55,13 +56,12 @@ class Attempt:
 @dataclass
 class Event:
     key: str
+    created: float
+    """`time.monotonic()` when the event arose (its first attempt may wait for a free
+    connection); its latency and its patience count from here."""
     attempts: list[Attempt] = field(default_factory=list)
     run_id: str | None = None
     gave_up: bool = False
-
-    @property
-    def first_sent(self) -> float:
-        return self.attempts[0].sent
 
     @property
     def accepted_at(self) -> float | None:
@@ -74,6 +74,11 @@ def _retry_after(response: httpx.Response) -> float | None:
     return None
 
 
+CONNECTIONS = 64
+"""Requests in flight at once: a careful client bounds them (a request waiting for a free
+connection is not yet an attempt, so it cannot time out)."""
+
+
 class Client:
     def __init__(
         self, http: httpx.AsyncClient, flow_id: str, policy: RetryPolicy, rng: random.Random
@@ -82,15 +87,31 @@ class Client:
         self._path = f"/webhooks/{flow_id}"
         self._policy = policy
         self._rng = rng
+        self._connections = asyncio.Semaphore(CONNECTIONS)
 
     async def send(self, event: Event, body: object) -> None:
         """Deliver `event` as far as a careful client can; the attempts land in it."""
-        headers = {IDEMPOTENCY_HEADER: event.key}
         while True:
+            outcome, retry_after = await self._attempt(event, body)
+            if outcome == "202":
+                return
+            if outcome not in ("503", TIMEOUT, CONNECTION_ERROR):
+                return
+            delay = self._policy.delay(len(event.attempts), retry_after, self._rng)
+            if time.monotonic() + delay - event.created > self._policy.give_up_seconds:
+                event.gave_up = True
+                return
+            await asyncio.sleep(delay)  # the backoff itself
+
+    async def _attempt(self, event: Event, body: object) -> tuple[str, float | None]:
+        """One request: its outcome and the Retry-After it was given."""
+        async with self._connections:
             sent = time.monotonic()
             retry_after: float | None = None
             try:
-                response = await self._http.post(self._path, json=body, headers=headers)
+                response = await self._http.post(
+                    self._path, json=body, headers={IDEMPOTENCY_HEADER: event.key}
+                )
             except httpx.TimeoutException:
                 outcome = TIMEOUT
             except httpx.TransportError:
@@ -98,24 +119,17 @@ class Client:
             else:
                 outcome = str(response.status_code)
                 retry_after = _retry_after(response)
+                if outcome == "202":
+                    event.run_id = str(response.json()["run_id"])
             event.attempts.append(Attempt(sent, time.monotonic(), outcome))
-            if outcome == "202":
-                event.run_id = str(response.json()["run_id"])
-                return
-            if outcome not in ("503", TIMEOUT, CONNECTION_ERROR):
-                return
-            delay = self._policy.delay(len(event.attempts), retry_after, self._rng)
-            if time.monotonic() + delay - event.first_sent > self._policy.give_up_seconds:
-                event.gave_up = True
-                return
-            await asyncio.sleep(delay)  # the backoff itself
+        return outcome, retry_after
 
 
 def http_client(base_url: str, policy: RetryPolicy) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=policy.timeout_seconds,
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        limits=httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS),
     )
 
 
@@ -126,19 +140,29 @@ class Load:
         self._client = client
         self._interval = 1.0 / rate
         self.events: list[Event] = []
+        self._sending: list[asyncio.Task[None]] = []
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until `stop`; return once every event sent has ended."""
-        tasks: set[asyncio.Task[None]] = set()
         next_at = time.monotonic()
         while not stop.is_set():
-            event = Event(key=str(uuid.uuid4()))
+            event = Event(key=str(uuid.uuid4()), created=time.monotonic())
             self.events.append(event)
-            task = asyncio.create_task(self._client.send(event, {"n": len(self.events)}))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            self._sending.append(
+                asyncio.create_task(self._client.send(event, {"n": len(self.events)}))
+            )
             next_at += self._interval
             # The arrival schedule of the load, not a wait for another process.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*self._sending)
+
+    async def ended(self, created_by: float) -> None:
+        """Return once every event that arose by `created_by` has ended (accepted, refused
+        or given up)."""
+        pending = [
+            task
+            for event, task in zip(self.events, self._sending, strict=True)
+            if event.created <= created_by
+        ]
+        await asyncio.gather(*pending)

@@ -89,7 +89,7 @@ async def until_finished(
 
 
 def _latency(events: list[Event]) -> dict[str, Any]:
-    waits = sorted(e.accepted_at - e.first_sent for e in events if e.accepted_at is not None)
+    waits = sorted(e.accepted_at - e.created for e in events if e.accepted_at is not None)
     if not waits:
         return {"events": len(events), "accepted": 0, "p50_ms": None, "p99_ms": None}
     return {
@@ -101,13 +101,13 @@ def _latency(events: list[Event]) -> dict[str, Any]:
 
 
 def latency_by_phase(events: list[Event], window: Window) -> dict[str, dict[str, Any]]:
-    """Accept latency (first try to 202, retries included) of the events first sent before,
-    during and after the fault."""
+    """Accept latency (from the event's start to its 202, retries included) of the events
+    that arose before, during and after the fault."""
     phases: dict[str, list[Event]] = {"before": [], "during": [], "after": []}
     for event in events:
-        if event.first_sent < window.started:
+        if event.created < window.started:
             phases["before"].append(event)
-        elif event.first_sent < window.ended:
+        elif event.created < window.ended:
             phases["during"].append(event)
         else:
             phases["after"].append(event)

@@ -10,6 +10,7 @@ webhooks are sent. Settling waits (up to `settle_seconds`) until no run is unfin
 from __future__ import annotations
 
 import asyncio
+import datetime
 import random
 import tempfile
 import time
@@ -143,13 +144,7 @@ async def _timeline(
         await asyncio.sleep(options.warmup_seconds)  # the timeline: load before the fault
         progress(f"{scenario.name}: {describe(scenario, options.faults)}")
         window = await scenario.inject(target, options.faults)
-        drained = asyncio.create_task(
-            measure.until_finished(
-                target.database_url,
-                created_by=window.ended_at,
-                within=options.after_seconds + options.settle_seconds,
-            )
-        )
+        drained = asyncio.create_task(_backlog_drained(load, window, target.database_url, options))
         await asyncio.sleep(options.after_seconds)  # the timeline: load after the fault
         stop.set()
         await loading
@@ -160,6 +155,20 @@ async def _timeline(
         loading.cancel()
         if drained is not None:
             drained.cancel()
+
+
+async def _backlog_drained(load: Load, window: Window, url: str, options: Options) -> float | None:
+    """When the backlog of the fault was worked off: every webhook that arose by its end
+    was answered, and every run created by then had finished. None: not by the deadline."""
+    deadline = window.ended + options.after_seconds + options.settle_seconds
+    try:
+        await asyncio.wait_for(load.ended(window.ended), deadline - time.monotonic())
+    except TimeoutError:
+        return None
+    answered_at = datetime.datetime.now(datetime.UTC)
+    return await measure.until_finished(
+        url, created_by=answered_at, within=deadline - time.monotonic()
+    )
 
 
 def _parameters(scenario: Scenario, options: Options) -> dict[str, Any]:
