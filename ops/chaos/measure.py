@@ -26,6 +26,25 @@ from ops.chaos.faults import Window
 
 STEPS = ("first", "second")
 """The flow's two effects, counted per run by the counter server."""
+FIGURES = (
+    "sent",
+    "accepted",
+    "gave_up",
+    "responses",
+    "lost_answers",
+    "server_errors",
+    "duplicate_keys",
+    "lost_runs",
+    "unfinished_runs",
+    "statuses",
+    "repeated_effects",
+    "missing_effects",
+    "stray_effects",
+    "died_unasked",
+    "first_success",
+    "drained",
+)
+"""The figures of a scenario, in the order of its table."""
 POLL_SECONDS = 0.05
 UNFINISHED = "NOT sluice_run_is_final(status)"
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from ops.bench import _report
 from ops.bench._report import Row, verdict
+from ops.chaos.measure import FIGURES
+from ops.chaos.scenarios import SCENARIOS
 
 WINDOW_TIMES = ("started_s", "ended_s", "seconds")
 
@@ -53,25 +55,18 @@ def rows(result: dict[str, Any]) -> list[Row]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """One column per scenario, one row per figure."""
-    names = list(results)
+    """One column per scenario, one row per figure, in the tables' order (JSON sorts keys)."""
+    names = [name for name in SCENARIOS if name in results]
     lines = [
         "| figure | " + " | ".join(f"`{name}`" for name in names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    labels = {
-        key: figure["label"] for r in results.values() for key, figure in r["figures"].items()
-    }
-    for key, label in labels.items():
-        cells = []
-        for name in names:
-            figure = results[name]["figures"].get(key)
-            if figure is None:
-                cells.append("")
-                continue
-            mark = {True: "", False: " **MISS**", None: ""}[figure["held"]]
-            cells.append(f"{figure['shown']}{mark}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for key in FIGURES:
+        figures = [results[name]["figures"][key] for name in names]
+        cells = [
+            figure["shown"] + (" **MISS**" if figure["held"] is False else "") for figure in figures
+        ]
+        lines.append(f"| {figures[0]['label']} | " + " | ".join(cells) + " |")
     for phase in ("before", "during", "after"):
         cells = []
         for name in names:
