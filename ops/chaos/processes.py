@@ -29,17 +29,14 @@ STOP_SECONDS = 45.0
 
 @dataclass
 class Process:
-    """One `sluice serve --role <role>`; `start` again after it ended to restart it."""
+    """One `sluice serve` (its role is in `env`); `start` again after it ended to restart it."""
 
     name: str
-    role: str
     env: dict[str, str]
     log_dir: Path
     popen: subprocess.Popen[str] | None = None
     starts: int = 0
     signalled: bool = False
-    exits: list[int] = field(default_factory=list)
-    """Exit statuses of the earlier generations, in order."""
     unasked_exits: list[int] = field(default_factory=list)
     """Exit statuses of the generations that ended though nobody signalled them."""
 
@@ -106,7 +103,6 @@ class Process:
 
     def _reap(self) -> None:
         if self.popen is not None and self.popen.poll() is not None:
-            self.exits.append(self.popen.returncode)
             if not self.signalled:
                 self.unasked_exits.append(self.popen.returncode)
             self.popen = None
@@ -145,7 +141,7 @@ async def running_cluster(
 
     def process(name: str, role: str, **settings: str) -> Process:
         env = serve_env(database_url, role, root / name, SLUICE_LOG_LEVEL="WARNING", **settings)
-        return Process(name, role, env, log_dir)
+        return Process(name, env, log_dir)
 
     cluster = Cluster(
         app=process("app", "app", SLUICE_PORT=str(port)),
