@@ -27,8 +27,14 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "MISS"
 
 
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+def percentile(ordered: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    rank = max(1, round(pct / 100 * len(ordered) + 0.5 - 1e-9))
+    return ordered[min(len(ordered), rank) - 1]
+
+
+def progress(message: str, tool: str = "bench") -> None:
+    print(f"[{tool}] {message}", file=sys.stderr, flush=True)
 
 
 def print_table(title: str, rows: Sequence[Row]) -> None:

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ import httpx
 
 from migrations import runner
 from ops.bench import _args, _database
-from ops.bench._report import Row, environment, progress, verdict
+from ops.bench._report import Row, environment, percentile, progress, verdict
 from ops.ports import free_port
 
 FLOW: dict[str, Any] = {
@@ -177,15 +177,9 @@ async def _measure(url: str, config: Config, options: Options) -> dict[str, Any]
         "seconds": round(wall, 3),
         "requests_per_second": len(samples) / wall,
         "mean_ms": 1000 * sum(latencies) / len(latencies),
-        "p50_ms": 1000 * _percentile(latencies, 50),
-        "p99_ms": 1000 * _percentile(latencies, 99),
+        "p50_ms": 1000 * percentile(latencies, 50),
+        "p99_ms": 1000 * percentile(latencies, 99),
     }
-
-
-def _percentile(ordered: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    rank = max(1, round(pct / 100 * len(ordered) + 0.5 - 1e-9))
-    return ordered[min(len(ordered), rank) - 1]
 
 
 @contextlib.asynccontextmanager
