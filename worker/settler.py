@@ -27,6 +27,7 @@ from worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
+
 class Settler:
     def __init__(
         self,

@@ -5,8 +5,7 @@ restart, stop and rob of its backends.
 Each scenario runs once; its record is then held to the invariants in two tests.
 Invariant 10 — a fault is answered 503, never another 5xx; a retry with the same
 Idempotency-Key never makes a second run; a step's effect happens once (only a lost lease,
-under worker-kill, may repeat it) — is broken by the service before issue 10 is fixed, where
-the record shows it: those cases are strict xfails, so they flip when the fix lands.
+under worker-kill, may repeat it).
 Invariant 1 — every accepted run exists and finishes, every effect of a succeeded run
 happened — and the survival of every process must hold everywhere.
 """
@@ -18,7 +17,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from _pytest.mark import ParameterSet
 
 from ops.bench._report import print_table
 from ops.chaos import report
@@ -37,24 +35,6 @@ SHORT = Options(
 )
 ISSUE_10 = ("server_errors", "duplicate_keys", "repeated_effects")
 OTHERS = ("lost_runs", "unfinished_runs", "missing_effects", "stray_effects", "died_unasked")
-BROKEN_BEFORE_ISSUE_10 = {
-    "pg-restart": "issue 10: a pooled connection that died with the server answers a 500",
-    "backend-kill": "issue 10: a pooled connection whose backend was killed answers a 500 "
-    "(and a step whose record failed to commit is run again)",
-    "pg-down": "issue 10: webhooks hang while Postgres is down; retried after the client's "
-    "timeout, each attempt makes a run of its own (no idempotency check)",
-}
-
-
-def _scenarios(xfails: dict[str, str]) -> list[ParameterSet]:
-    return [
-        pytest.param(
-            name,
-            id=name,
-            marks=[pytest.mark.xfail(strict=True, reason=xfails[name])] if name in xfails else [],
-        )
-        for name in SCENARIOS
-    ]
 
 
 def _misses(record: dict[str, Any], names: tuple[str, ...]) -> dict[str, str]:
@@ -78,12 +58,12 @@ async def record(request: pytest.FixtureRequest, postgres: Postgres) -> dict[str
     return result
 
 
-@pytest.mark.parametrize("record", _scenarios(BROKEN_BEFORE_ISSUE_10), indirect=True)
+@pytest.mark.parametrize("record", SCENARIOS, indirect=True)
 def test_faults_cost_503s_never_a_duplicate_run_or_effect(record: dict[str, Any]) -> None:
     assert _misses(record, ISSUE_10) == {}, record["figures"]["responses"]["shown"]
 
 
-@pytest.mark.parametrize("record", _scenarios({}), indirect=True)
+@pytest.mark.parametrize("record", SCENARIOS, indirect=True)
 def test_nothing_accepted_is_lost_or_stuck_and_every_process_survives(
     record: dict[str, Any],
 ) -> None:
