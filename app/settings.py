@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     pool_min_size: int = Field(default=2, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
     database_timeout_seconds: PositiveSeconds = Field(
-        default=5.0,
+        default=3.0,
         description="How long a request waits for a database connection before it is "
         "answered 503 (and a new connection may take to open).",
     )
