@@ -60,7 +60,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("%s %s: database unavailable (%s)", request.method, request.url.path, _first(exc))
+    # One line a request would flood the log in an outage; the pools' users say when the
+    # database goes and comes back (`app.db.Outage`).
+    log.debug("%s %s: database unavailable (%s)", request.method, request.url.path, _first(exc))
     details = ErrorDetails(retry_after_seconds=RETRY_AFTER_SECONDS)
     headers = {"retry-after": str(RETRY_AFTER_SECONDS), **run_of(request, details)}
     return JSONResponse(
