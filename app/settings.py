@@ -116,6 +116,19 @@ class Settings(BaseSettings):
         description="How long a webhook's Idempotency-Key keeps answering with the run it "
         "started, per flow.",
     )
+    max_call_depth: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="How deep call_flow steps may nest: a run this many calls below a "
+        "webhook's cannot call another flow.",
+    )
+    max_live_runs: int = Field(
+        default=10_000,
+        ge=1,
+        description="Live (queued, running, paused) runs a project may have; a webhook over "
+        "it is answered 429, a call_flow step over it fails.",
+    )
     sync_timeout_seconds: PositiveSeconds = 30.0
     run_timeout_seconds: PositiveSeconds = 3600.0
     paused_run_ttl: PositiveSeconds = Field(

@@ -213,11 +213,21 @@ CREATE FUNCTION public.sluice_run_finished() RETURNS trigger
     AS $$
 BEGIN
     IF NEW.status IN ('CANCELED', 'TIMEOUT') THEN
-        UPDATE flow_runs
+        WITH RECURSIVE below AS (
+            SELECT id, parent_run_id FROM flow_runs
+            WHERE parent_run_id = NEW.id AND NOT sluice_run_is_final(status)
+            UNION ALL
+            SELECT r.id, r.parent_run_id FROM flow_runs r JOIN below ON r.parent_run_id = below.id
+            WHERE NOT sluice_run_is_final(r.status)
+        )
+        UPDATE flow_runs r
         SET status = NEW.status,
-            error = coalesce(error, 'parent run ' || NEW.id || ' ended: ' || NEW.status),
+            error = coalesce(r.error, CASE WHEN below.parent_run_id = NEW.id
+                THEN 'parent run ' || NEW.id || ' ended: ' || NEW.status
+                ELSE 'ancestor run ' || NEW.id || ' ended: ' || NEW.status END),
             finished_at = NEW.finished_at
-        WHERE parent_run_id = NEW.id AND NOT sluice_run_is_final(status);
+        FROM below
+        WHERE r.id = below.id AND NOT sluice_run_is_final(r.status);
     END IF;
     DELETE FROM waitpoints WHERE run_id = NEW.id AND state = 'pending';
     DELETE FROM jobs WHERE run_id = NEW.id AND state = 'queued';
@@ -317,6 +327,8 @@ CREATE TABLE public.flow_runs (
     paused_at timestamp with time zone,
     pause_expires_at timestamp with time zone,
     job_max_attempts integer DEFAULT 5 NOT NULL,
+    depth integer DEFAULT 0 NOT NULL,
+    CONSTRAINT flow_runs_depth_check CHECK ((depth >= 0)),
     CONSTRAINT flow_runs_final_has_finish CHECK ((public.sluice_run_is_final(status) = (finished_at IS NOT NULL))),
     CONSTRAINT flow_runs_job_max_attempts_check CHECK ((job_max_attempts >= 1)),
     CONSTRAINT flow_runs_resume_secret_check CHECK ((length(resume_secret) >= 32)),
@@ -512,6 +524,8 @@ CREATE INDEX flow_runs_deadline ON public.flow_runs USING btree (deadline_at) WH
 CREATE INDEX flow_runs_listing ON public.flow_runs USING btree (project_id, created_at DESC, id DESC);
 
 CREATE INDEX flow_runs_live ON public.flow_runs USING btree (status) WHERE (status = ANY (ARRAY['QUEUED'::text, 'RUNNING'::text, 'PAUSED'::text]));
+
+CREATE INDEX flow_runs_live_by_project ON public.flow_runs USING btree (project_id) WHERE (status = ANY (ARRAY['QUEUED'::text, 'RUNNING'::text, 'PAUSED'::text]));
 
 CREATE INDEX flow_runs_pause_expiry ON public.flow_runs USING btree (pause_expires_at) WHERE (status = 'PAUSED'::text);
 

@@ -42,11 +42,13 @@ class RunBudget:
 
     timeout_seconds: float
     max_attempts: int
+    max_live_runs: int = 10_000
+    """A project with this many live runs starts no other until some end."""
 
     @classmethod
     def of(cls, settings: Settings) -> RunBudget:
-        """SLUICE_RUN_TIMEOUT_SECONDS and SLUICE_JOB_MAX_ATTEMPTS."""
-        return cls(settings.run_timeout_seconds, settings.job_max_attempts)
+        """SLUICE_RUN_TIMEOUT_SECONDS, SLUICE_JOB_MAX_ATTEMPTS, SLUICE_MAX_LIVE_RUNS."""
+        return cls(settings.run_timeout_seconds, settings.job_max_attempts, settings.max_live_runs)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ async def start_webhook_run(
             "resume_secret": resume.new_secret(),
             "timeout_seconds": budget.timeout_seconds,
             "max_attempts": budget.max_attempts,
+            "max_live": budget.max_live_runs,
             **_key_params(key),
             "now": now,
         },
@@ -169,6 +172,7 @@ async def create_run(
     parent_run_id: UUID | None = None,
     parent_step_key: str | None = None,
     run_id: UUID | None = None,
+    depth: int = 0,
     now: datetime | None = None,
 ) -> UUID:
     """Insert a QUEUED run of `target` (its job comes with it); `queue.wake()` after the
@@ -189,11 +193,21 @@ async def create_run(
             "parent_step_key": parent_step_key,
             "timeout_seconds": budget.timeout_seconds,
             "max_attempts": budget.max_attempts,
+            "depth": depth,
             "now": now,
         },
     )
     await cur.fetchone()  # none: the run was made before, by an earlier try
     return run_id
+
+
+async def at_live_cap(conn: AsyncConnection[Any], project_id: int, budget: RunBudget) -> bool:
+    """Whether the project has `budget.max_live_runs` live runs (a bounded count)."""
+    cur = await conn.execute(
+        _SQL["at_live_cap"], {"project_id": project_id, "max_live": budget.max_live_runs}
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 @dataclass(frozen=True)

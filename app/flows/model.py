@@ -99,6 +99,8 @@ class LoadedRun:
     resume_secret: bytes
     parent_run_id: UUID | None
     deadline_at: datetime | None
+    depth: int
+    """0 for a run a webhook started; its caller's depth + 1 for a sub-flow's."""
     db_now: datetime
     steps: dict[str, StepRecord]
     waitpoints: dict[str, Waitpoint]

@@ -84,6 +84,7 @@ async def start_run(
         resume_secret=bytes(row["resume_secret"]),
         parent_run_id=row["parent_run_id"],
         deadline_at=row["deadline_at"],
+        depth=row["depth"],
         db_now=row["db_now"],
         steps=steps,
         waitpoints=waitpoints,

@@ -13,8 +13,9 @@ WHERE project_id = %(project_id)s AND name = %(name)s AND enabled;
 -- name: start_webhook_run
 -- A webhook's run (and, by the flow_runs_created trigger, its job) in one statement, when
 -- the flow is live and enabled and needs no signature, and its idempotency key (if any) is
--- free. No row: unknown, disabled, signed (then find_webhook_flow), or the key is taken
--- (then keyed_run).
+-- free, and the project has fewer than max_live live runs. No row: unknown, disabled,
+-- signed (then find_webhook_flow), the key is taken (then keyed_run), or the project is at
+-- its cap (then at_live_cap).
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ),
@@ -41,7 +42,13 @@ SELECT %(run_id)s, flow.project_id, flow.flow_id, flow.version_id, flow.version,
        %(resume_secret)s, clock.now + make_interval(secs => %(timeout_seconds)s),
        %(max_attempts)s, clock.now
 FROM flow, clock
-WHERE %(key)s::text IS NULL OR EXISTS (SELECT FROM keyed)
+WHERE (%(key)s::text IS NULL OR EXISTS (SELECT FROM keyed))
+  AND (SELECT count(*) FROM (
+          SELECT FROM flow_runs live
+          WHERE live.project_id = flow.project_id
+            AND live.status IN ('QUEUED', 'RUNNING', 'PAUSED')
+          LIMIT %(max_live)s
+      ) AS counted) < %(max_live)s
 RETURNING id;
 
 -- name: take_key
@@ -75,14 +82,23 @@ WHERE ctid IN (
 -- transaction whose answer was lost) is left as it is.
 INSERT INTO flow_runs (
     id, project_id, flow_id, flow_version_id, version, trigger, resume_secret,
-    parent_run_id, parent_step_key, deadline_at, job_max_attempts, created_at
+    parent_run_id, parent_step_key, deadline_at, job_max_attempts, created_at, depth
 )
 SELECT %(run_id)s, %(project_id)s, %(flow_id)s, %(version_id)s, %(version)s, %(trigger)s,
        %(resume_secret)s, %(parent_run_id)s, %(parent_step_key)s,
-       clock.now + make_interval(secs => %(timeout_seconds)s), %(max_attempts)s, clock.now
+       clock.now + make_interval(secs => %(timeout_seconds)s), %(max_attempts)s, clock.now,
+       %(depth)s
 FROM (SELECT coalesce(%(now)s::timestamptz, now()) AS now) AS clock
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
+
+-- name: at_live_cap
+-- Whether the project has max_live live runs (or more): no new run until some end.
+SELECT count(*) >= %(max_live)s FROM (
+    SELECT FROM flow_runs
+    WHERE project_id = %(project_id)s AND status IN ('QUEUED', 'RUNNING', 'PAUSED')
+    LIMIT %(max_live)s
+) AS counted;
 
 -- name: resume_target
 -- What a resume request needs to check its token.

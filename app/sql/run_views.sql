@@ -44,7 +44,7 @@ WITH RECURSIVE tree AS (
     SELECT id, 1 AS depth FROM flow_runs WHERE id = %(run_id)s
     UNION ALL
     SELECT r.id, tree.depth + 1 FROM flow_runs r JOIN tree ON r.parent_run_id = tree.id
-    WHERE tree.depth < 64
+    WHERE tree.depth < 10000
 )
 SELECT id FROM tree;
 

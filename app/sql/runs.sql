@@ -20,6 +20,7 @@ run AS (
 )
 SELECT run.id, run.project_id, run.flow_id, f.name AS flow_name, run.flow_version_id,
        run.version, run.trigger, run.resume_secret, run.parent_run_id, run.deadline_at,
+       run.depth,
        coalesce(%(now)s::timestamptz, clock_timestamp()) AS db_now,
        (SELECT coalesce(jsonb_agg(jsonb_build_object(
                    'key', s.key, 'status', s.status, 'attempts', s.attempts,

@@ -59,6 +59,10 @@ WEBHOOK_ERRORS = {
         f"The flow wants a signed body and `{SIGNATURE_HEADER}` is missing or wrong."
     ),
     "404": error_reply("No enabled flow with this id."),
+    "429": error_reply(
+        "The flow's project has SLUICE_MAX_LIVE_RUNS live runs: nothing was started; retry "
+        "once some have ended."
+    ),
     **_BAD_WEBHOOK_INPUT,
 }
 RESUME_ERRORS = {

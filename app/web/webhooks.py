@@ -153,9 +153,15 @@ async def _slow_path(
         _check_signature(target.secret, raw, request.headers.get(SIGNATURE_HEADER))
     if key is not None and (existing := await control.keyed_run(conn, flow_id, key)):
         return existing
+    budget = RunBudget.of(request.state.settings)
+    if await control.at_live_cap(conn, target.project_id, budget):
+        raise ApiError(
+            429,
+            f"the project has {budget.max_live_runs} live runs (SLUICE_MAX_LIVE_RUNS); "
+            "retry once some have ended",
+        )
     taken = False
     async with conn.transaction() as tx:
-        budget = RunBudget.of(request.state.settings)
         await control.create_run(conn, target, trigger, budget, run_id=run_id)
         if key is not None and not await control.take_key(conn, flow_id, key, run_id):
             taken = True

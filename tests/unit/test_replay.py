@@ -72,6 +72,7 @@ def run_of(
     *,
     trigger_body: Any = None,
     deadline: datetime | None = T0 + timedelta(seconds=600),
+    depth: int = 0,
 ) -> LoadedRun:
     return LoadedRun(
         id=RUN,
@@ -84,6 +85,7 @@ def run_of(
         resume_secret=b"s" * 32,
         parent_run_id=None,
         deadline_at=deadline,
+        depth=depth,
         db_now=T0,
         steps=steps or {},
         waitpoints=waitpoints or {},

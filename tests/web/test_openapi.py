@@ -297,6 +297,16 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
         assert await api.call("post", "/webhooks/{flow_id}/sync", {"flow_id": ids["json"]}) == 202
         assert await api.call("post", "/resume/{run_id}/{token}/sync", waiting) == 202
 
+    # A project at its cap on live runs (no worker ends them): 429.
+    async with running_stack(
+        database_url, with_worker=False, project="capped", max_live_runs=1
+    ) as stack:
+        api = Caller(doc, stack.client, driven)
+        flow = (await stack.deploy(responding("capped", 200, {})))["id"]
+        for path in ("/webhooks/{flow_id}", "/webhooks/{flow_id}/sync"):
+            assert await api.call("post", "/webhooks/{flow_id}", {"flow_id": flow}) in (202, 429)
+            assert await api.call("post", path, {"flow_id": flow}) == 429
+
     assert driven & NOT_DRIVEN == set()
     assert sorted(documented_replies(doc) - NOT_DRIVEN - driven) == []
 

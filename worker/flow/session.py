@@ -82,6 +82,7 @@ class RunSession:
         self.paused_ttl_seconds = paused_ttl_seconds
         self.now = now
         self.parent_run_id: UUID | None = None
+        self.depth = 0
         self.resumable = False
         """Sync callers may wait in other processes (the run has paused before)."""
         self._outage = Outage(f"run {run_id}", log)
@@ -98,6 +99,7 @@ class RunSession:
         if loaded is None:
             return await self.settle()
         self.parent_run_id = loaded.parent_run_id
+        self.depth = loaded.depth
         self.resumable = bool(loaded.waitpoints)
         self.metric_labels = self.services.flow_labels(str(loaded.project_id), loaded.flow_name)
         return loaded
@@ -196,11 +198,18 @@ class RunSession:
         if effect.wait and not await self._lock_running(conn):
             return Stop.ENDED
         target = await control.find_flow_by_name(conn, project_id, effect.flow)
+        refusal = None
         if target is None:
+            refusal = f"no enabled flow named '{effect.flow}' in this project"
+        elif await control.at_live_cap(conn, project_id, self.budget):
+            refusal = (
+                f"the project has {self.budget.max_live_runs} live runs "
+                "(SLUICE_MAX_LIVE_RUNS); none may start until some end"
+            )
+        if target is None or refusal is not None:
             await self._hold(conn)
             await runs.record(conn, self.run_id, effect.writes)
-            message = f"no enabled flow named '{effect.flow}' in this project"
-            return Failed(StepStatus.FAILED, message)
+            return Failed(StepStatus.FAILED, refusal or "")
         child = await control.create_run(
             conn,
             target,
@@ -209,6 +218,7 @@ class RunSession:
             parent_run_id=self.run_id,
             parent_step_key=effect.key if effect.wait else None,
             run_id=effect.child_run_id,
+            depth=self.depth + 1,
             now=self.now(),
         )
         if not effect.wait:

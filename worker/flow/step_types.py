@@ -64,6 +64,8 @@ class ReplayConfig:
     """A code step's wall time unless it sets its own."""
     run_timeout_seconds: float
     """The budget of a run that has no deadline (it is timed out by maintenance anyway)."""
+    max_call_depth: int = 16
+    """A run this deep (calls below a webhook's run) cannot call another flow."""
 
     @classmethod
     def of(cls, settings: Settings) -> ReplayConfig:
@@ -71,6 +73,7 @@ class ReplayConfig:
             settings.resolved_public_url,
             settings.step_timeout_seconds,
             settings.run_timeout_seconds,
+            settings.max_call_depth,
         )
 
 
@@ -194,6 +197,12 @@ class StepTypes:
 
     def call_flow(self, step: CallFlowStep, key: str, scope: Scope) -> Part:
         if key not in self.run_.waitpoints:
+            if self.run_.depth >= self.config.max_call_depth:
+                return Failed(
+                    StepStatus.FAILED,
+                    f"this run is {self.run_.depth} calls deep; SLUICE_MAX_CALL_DEPTH "
+                    f"({self.config.max_call_depth}) allows no deeper call",
+                )
             given = self.render(step.input, self.context(scope))
             if isinstance(given, Failed):
                 return given
