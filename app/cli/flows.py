@@ -79,6 +79,8 @@ def deploy(args: argparse.Namespace, client: Client, console: Console) -> int:
             continue
         if console.json:
             console.print_json(answer, compact=True)
+        for warning in answer.get("warnings") or []:
+            console.note(f"{source}: warning: {warning['path']}: {warning['message']}")
         deployed.append(answer)
     console.progress.clear()
     if deployed and not console.json:

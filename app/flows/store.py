@@ -7,6 +7,7 @@ identical to the latest version adds nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +48,14 @@ class FlowDetail:
     version: int
     definition: dict[str, Any]
     version_created_at: datetime
+
+
+async def live_names(conn: AsyncConnection[Any], project_id: int, names: Iterable[str]) -> set[str]:
+    """Which of `names` are live flows of the project."""
+    cur = await conn.execute(
+        _SQL["live_flow_names"], {"project_id": project_id, "names": sorted(set(names))}
+    )
+    return {str(row[0]) for row in await cur.fetchall()}
 
 
 async def deploy(

@@ -3,11 +3,16 @@
 Invariant: a flow that passes has unique step ids across the whole flow (nested steps
 included), nests no deeper than `MAX_NESTING_DEPTH` (checked on the raw document, before
 pydantic recurses into it, so a deep document costs no deep recursion), has at most
-`MAX_STEPS` steps, and every template in it compiles.
+`MAX_STEPS` steps, every template in it compiles, every templated value that is not a
+plain string stays within `MAX_VALUE_CHARS` as JSON, a literal loop list within
+`MAX_LOOP_ITEMS`, and every code step's code compiles as Python: what deploy can know is
+wrong does not wait for a run to fail.
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Protocol
 
@@ -15,6 +20,9 @@ from app.flows import problems, templating
 
 MAX_STEPS = 200
 MAX_NESTING_DEPTH = 8
+MAX_LOOP_ITEMS = 1000
+MAX_VALUE_CHARS = 16 * 1024
+"""A templated JSON value (a respond body, an http body, an input) as JSON text."""
 
 
 class Checked(Protocol):
@@ -51,6 +59,9 @@ def check(walked: Iterable[tuple[str, Checked]]) -> None:
         else:
             first_seen[step.id] = path
         found.extend(_template_problems(step, path))
+        found.extend(_value_problems(step, path))
+        if step.type == "code":
+            found.extend(_code_problems(getattr(step, "code", ""), f"{path}.code"))
     if count > MAX_STEPS:
         found.append(("steps", f"the flow has {count} steps; the limit is {MAX_STEPS}"))
     problems.raise_found(found)
@@ -79,6 +90,32 @@ def _template_problems(step: Checked, path: str) -> Iterator[tuple[str, str]]:
                 compiles(text)
             except templating.TemplateError as exc:
                 yield where, exc.message
+
+
+def _value_problems(step: Checked, path: str) -> Iterator[tuple[str, str]]:
+    for name in step.templated:
+        value = getattr(step, name)
+        if isinstance(value, str) or value is None:
+            continue  # a string is a template, bounded on its own
+        if step.type == "loop" and len(value) > MAX_LOOP_ITEMS:
+            message = f"{len(value)} items; a loop takes at most {MAX_LOOP_ITEMS}"
+            yield f"{path}.{name}", message
+        size = len(json.dumps(value, ensure_ascii=False))
+        if size > MAX_VALUE_CHARS:
+            yield f"{path}.{name}", f"{size} characters as JSON; the limit is {MAX_VALUE_CHARS}"
+
+
+def _code_problems(code: str, path: str) -> Iterator[tuple[str, str]]:
+    """A syntax error of step code, found by compiling it (nothing runs)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarnings are the step's own business
+            compile(code, "<step>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}, column {exc.offset}" if exc.lineno else "somewhere"
+        yield path, f"Python syntax error at {where}: {exc.msg}"
+    except (ValueError, RecursionError, MemoryError) as exc:
+        yield path, f"the code cannot be compiled: {type(exc).__name__}: {exc}"
 
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:

@@ -30,6 +30,11 @@ JOIN LATERAL (
 ) v ON true
 WHERE f.project_id = %(project_id)s AND f.name = %(name)s AND f.deleted_at IS NULL;
 
+-- name: live_flow_names
+-- Which of these names are live flows of the project (a deploy warns of calls to others).
+SELECT name FROM flows
+WHERE project_id = %(project_id)s AND name = ANY (%(names)s::text[]) AND deleted_at IS NULL;
+
 -- name: list_flows
 -- The project's live flows with their latest version numbers, by name.
 SELECT f.id, f.name, f.enabled, f.created_at,

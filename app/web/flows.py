@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.flows import FlowDefinitionError, flow_json_schema, parse_flow, store
+from app.flows.definition import CallFlowStep
 from app.web import auth, schemas
 from app.web.body import json_body
 from app.web.errors import ApiError
@@ -53,14 +54,29 @@ async def deploy_flow(request: Request) -> JSONResponse:
     except FlowDefinitionError as exc:
         problems = [Problem(path=p["path"], message=p["message"]) for p in exc.problems]
         raise ApiError(422, "invalid flow definition", problems=problems) from None
+    calls = [
+        (path, step.flow)
+        for path, step in definition.iter_steps()
+        if isinstance(step, CallFlowStep) and step.flow != name
+    ]
     async with request.state.pool.connection() as conn:
         deployed = await store.deploy(conn, project_id, definition)
+        live = await store.live_names(conn, project_id, (flow for _, flow in calls))
+    warnings = [
+        Problem(
+            path=f"{path}.flow",
+            message=f"no flow {flow!r} in this project (yet): the call fails until one is deployed",
+        )
+        for path, flow in calls
+        if flow not in live
+    ]
     view = schemas.FlowDeployed(
         id=deployed.flow_id,
         name=name,
         version=deployed.version,
         created=deployed.created,
         webhook_url=_webhook_url(request, deployed.flow_id),
+        warnings=warnings,
     )
     return reply(view, 201 if deployed.created else 200)
 

@@ -153,6 +153,11 @@ class FlowDeployed(View):
     version: int
     created: bool = Field(description="False when the definition equals the latest version's.")
     webhook_url: Url
+    warnings: list[Problem] = Field(
+        default_factory=list,
+        description="What may fail at run time though the definition is valid: calls to "
+        "flows the project does not have (yet).",
+    )
 
 
 class _FlowHead(View):

@@ -170,3 +170,12 @@ def test_trigger_sync_json_prints_even_a_failed_runs_reply(
     ran = sluice("trigger", "broken", "--sync", "--json")
     assert ran.code == 1
     assert json.loads(ran.out)["status"] == "FAILED"
+
+
+def test_deploy_prints_the_servers_warnings(
+    project_key: str, app_url: str, sluice: Sluice, tmp_path: Path
+) -> None:
+    caller = {"name": "caller", "steps": [{"id": "call", "type": "call_flow", "flow": "later"}]}
+    ran = sluice("flow", "deploy", write(tmp_path / "caller.yaml", caller))
+    assert ran.code == 0, ran.err
+    assert "caller.yaml: warning: steps[0].flow: no flow 'later' in this project (yet)" in ran.err

@@ -123,3 +123,56 @@ async def test_concurrent_deploys_number_versions_without_gaps(database_url: str
 
     versions = await asyncio.gather(*(deploy(n) for n in range(12)))
     assert sorted(versions) == list(range(1, 13))
+
+
+def _refused(client: TestClient, key: dict[str, str], flow: dict[str, Any]) -> dict[str, str]:
+    response = client.put(f"/api/v1/flows/{flow['name']}", json=flow, headers=key)
+    assert response.status_code == 422, response.text
+    return {p["path"]: p["message"] for p in response.json()["problems"]}
+
+
+def test_what_deploy_can_know_is_wrong_is_refused_at_deploy(client: TestClient) -> None:
+    key = project_key(client, "acme")
+    broken_code = {
+        "name": "broken",
+        "steps": [{"id": "c", "type": "code", "code": "def run(input, ctx):\n    return (1,"}],
+    }
+    problem = _refused(client, key, broken_code)["steps[0].code"]
+    assert problem.startswith("Python syntax error at line 2, column 12:")
+
+    long_loop = {
+        "name": "long",
+        "steps": [
+            {
+                "id": "each",
+                "type": "loop",
+                "items": list(range(1001)),
+                "steps": [{"id": "r", "type": "respond", "body": "{{ item }}"}],
+            }
+        ],
+    }
+    assert _refused(client, key, long_loop)["steps[0].items"] == (
+        "1001 items; a loop takes at most 1000"
+    )
+
+    big_body = {"name": "big", "steps": [{"id": "r", "type": "respond", "body": ["x" * 99] * 200}]}
+    assert "the limit is 16384" in _refused(client, key, big_body)["steps[0].body"]
+
+
+def test_a_call_to_a_flow_not_deployed_yet_deploys_with_a_warning(client: TestClient) -> None:
+    key = project_key(client, "acme")
+    caller = {
+        "name": "caller",
+        "steps": [
+            {"id": "first", "type": "call_flow", "flow": "callee"},
+            {"id": "again", "type": "call_flow", "flow": "caller", "wait": False},
+        ],
+    }
+    deployed = client.put("/api/v1/flows/caller", json=caller, headers=key)
+    assert deployed.status_code == 201, deployed.text
+    assert [w["path"] for w in deployed.json()["warnings"]] == ["steps[0].flow"]
+    assert "no flow 'callee'" in deployed.json()["warnings"][0]["message"]
+
+    client.put("/api/v1/flows/callee", json={**HELLO, "name": "callee"}, headers=key)
+    again = client.put("/api/v1/flows/caller", json=caller, headers=key)
+    assert (again.status_code, again.json()["warnings"]) == (200, [])

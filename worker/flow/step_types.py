@@ -28,6 +28,7 @@ from app.flows.definition import (
     WaitForWebhookStep,
 )
 from app.flows.model import LoadedRun, RunStatus, StepRecord, StepStatus, Waitpoint, Writes
+from app.flows.structure import MAX_LOOP_ITEMS
 from app.settings import Settings
 from worker.flow.context import FlowPlan, Scope, idempotency_key, template_context
 from worker.flow.effects import (
@@ -47,7 +48,6 @@ from worker.flow.effects import (
     Wait,
 )
 
-MAX_LOOP_ITEMS = 1000
 HTTP_TIMEOUT_SECONDS = 30.0
 RUN_TIMEOUT_MESSAGE = "the run ran longer than SLUICE_RUN_TIMEOUT_SECONDS"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
