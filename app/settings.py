@@ -93,6 +93,28 @@ class Settings(BaseSettings):
     step_output_bytes: int = Field(default=1024 * 1024, ge=1024)
     step_max_processes: int = Field(default=64, ge=1)
     step_max_open_files: int = Field(default=256, ge=16)
+    template_cpu_ms: int = Field(
+        default=100,
+        ge=1,
+        le=60_000,
+        description="CPU time one template render may use; over it, the step fails.",
+    )
+    template_max_output_chars: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Characters one template may render to (its JSON, for a value).",
+    )
+    template_memory_mb: int = Field(
+        default=64,
+        ge=16,
+        description="Memory a render process may take beyond its own at start-up.",
+    )
+    template_processes: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Render processes per worker process (started when first needed).",
+    )
     cache_dir: Path | None = Field(
         default=None, description="Worker cache; unset: <SLUICE_DATA_DIR>/cache."
     )

@@ -26,6 +26,7 @@ from worker.flow.performers import Performers
 from worker.sandbox import SandboxPool, StepStatus, resolve_mode
 from worker.services import WorkerServices
 from worker.steps.http import HttpClient
+from worker.templates import RenderBudget, TemplateRenderer
 
 RUN_STEP = "run_step"
 
@@ -84,9 +85,11 @@ async def default_handlers(
     async with (
         SandboxPool(mode, max_uses=settings.sandbox_max_uses) as sandboxes,
         HttpClient(allow_private=settings.http_allow_private) as http,
+        TemplateRenderer(RenderBudget.of(settings)) as templates,
     ):
         code = CodeRunner(sandboxes, installer, limits_from(settings))
         handlers: dict[str, Handler] = {RUN_STEP: StepRunner(code)}
         if services is not None:
-            handlers[EXECUTE_RUN] = FlowEngine(settings, services, Performers(code, http))
+            performers = Performers(code, http, templates)
+            handlers[EXECUTE_RUN] = FlowEngine(settings, services, performers)
         yield handlers

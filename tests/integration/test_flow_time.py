@@ -33,6 +33,7 @@ from worker.flow.performers import Performers
 from worker.sandbox import SandboxPool, resolve_mode
 from worker.services import WorkerServices
 from worker.steps.http import HttpClient
+from worker.templates import RenderBudget, TemplateRenderer
 
 WORKER = "the-test"
 TTL = 3600.0
@@ -109,12 +110,14 @@ async def engine(database_url: str) -> AsyncIterator[Engine]:
         await connect(database_url) as conn,
         SandboxPool(resolve_mode("process"), max_uses=1) as sandboxes,
         HttpClient(allow_private=True) as http,
+        TemplateRenderer(RenderBudget()) as templates,
     ):
         run_events = Publisher(pool, RUN_EVENTS_CHANNEL)
         services = WorkerServices(
             pool, queue, WORKER, run_events, Watchers(), lambda _job_id: None, Watchers()
         )
-        performers = Performers(CodeRunner(sandboxes, installer, limits_from(settings)), http)
+        code = CodeRunner(sandboxes, installer, limits_from(settings))
+        performers = Performers(code, http, templates)
         project_id, _key = await new_project(conn, "waits")
         engine = Engine(conn, FlowEngine(settings, services, performers), queue, project_id)
         engine.engine.clock = lambda: engine.now

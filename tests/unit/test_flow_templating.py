@@ -186,9 +186,9 @@ def test_bad_conditions_raise(condition: str, message: str) -> None:
 
 def test_compiled_templates_are_cached() -> None:
     source = "{{ trigger.body.n + 100 }}"
-    before = templating._compile.cache_info().hits
+    before = templating.compile_template.cache_info().hits
     assert render([source, source], CONTEXT) == [103, 103]
-    assert templating._compile.cache_info().hits == before + 1
+    assert templating.compile_template.cache_info().hits == before + 1
 
 
 def test_check_compiles_without_rendering() -> None:

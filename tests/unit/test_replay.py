@@ -15,9 +15,9 @@ from uuid import UUID
 
 import pytest
 
-from app.flows import parse_flow
+from app.flows import parse_flow, templating
 from app.flows.model import LoadedRun, RunStatus, StepRecord, StepStatus, Waitpoint
-from worker.flow import replay
+from worker.flow import rendering, replay
 from worker.flow.context import FlowPlan, idempotency_key
 from worker.flow.effects import (
     Abandon,
@@ -29,6 +29,7 @@ from worker.flow.effects import (
     Failed,
     Finish,
     Outcome,
+    Render,
     Reschedule,
     RunCode,
     SendHttp,
@@ -55,6 +56,8 @@ class Walked:
     outcome: Outcome | None = None
     """None: the walk was closed at a pause."""
     attempts: list[StepRecord] = field(default_factory=list)
+    renders: list[Render] = field(default_factory=list)
+    """Templates handed to a render process (answered here, in this process)."""
 
     @property
     def asked(self) -> list[tuple[str, str]]:
@@ -106,6 +109,10 @@ def walk(steps: list[dict[str, Any]], world: World, run: LoadedRun | None = None
     try:
         effect = next(gen)
         while True:
+            if isinstance(effect, Render):
+                walked.renders.append(effect)
+                effect = gen.send(render_here(effect))
+                continue
             walked.effects.append(effect)
             answer = world(effect)
             if answer is PAUSE:
@@ -115,6 +122,15 @@ def walk(steps: list[dict[str, Any]], world: World, run: LoadedRun | None = None
     except StopIteration as done:
         walked.outcome = done.value
     return walked
+
+
+def render_here(effect: Render) -> Done | Failed:
+    """What a render process answers, rendered in this process (no budget but the output)."""
+    compile_ = templating.compile_condition if effect.condition else templating.compile_template
+    try:
+        return Done(compile_(effect.source).evaluate(effect.context, effect.max_chars))
+    except templating.TemplateError as exc:
+        return rendering.failed(effect.field, str(exc), limit=False)
 
 
 def answers(*given: Answer | object) -> World:
@@ -357,7 +373,7 @@ CASES = [
         ends=(
             Finish,
             RunStatus.FAILED,
-            "step 'compute' failed: template '{{ nosuch.name }}': 'nosuch' is undefined",
+            "step 'compute' failed: input: template '{{ nosuch.name }}': 'nosuch' is undefined",
         ),
     ),
     Case(

@@ -35,6 +35,7 @@ from worker.flow.effects import (
     Effect,
     Finish,
     Outcome,
+    Render,
     Reschedule,
     RunCode,
     SendHttp,
@@ -125,6 +126,8 @@ class FlowEngine:
     async def _perform(
         self, session: RunSession, run: LoadedRun, effect: Effect, canceled: asyncio.Event
     ) -> Answer | Stop | Abandon:
+        if isinstance(effect, Render):
+            return await self.performers.render(effect)
         if isinstance(effect, Wait):
             return await session.wait(effect)
         if isinstance(effect, StartChild):

@@ -5,7 +5,8 @@ the run, and is sent the answer once the effect is performed. Each effect carrie
 writes the replay made since its last effect (`writes`): results of steps without effects
 and the reply, which are committed before (or together with) the effect. When an effect
 stops the execution instead (a pause, a lost lease, a run ended elsewhere), the replay is
-closed and never answered.
+closed and never answered. `Render` is the one effect that acts on nothing outside the run:
+it carries no writes (they stay pending for the next effect).
 """
 
 from __future__ import annotations
@@ -79,6 +80,22 @@ class StartChild(Effect):
     started: StepRecord
 
 
+@dataclass(frozen=True, kw_only=True)
+class Render(Effect):
+    """Render a template that is not inline (`app.flows.inline`) in a render process.
+
+    Answered `Done` with the value, or `Failed` (final) naming `field`. Its `writes` are
+    always empty."""
+
+    field: str
+    """Where the template is in the step (``body.text``, ``condition``)."""
+    source: str
+    condition: bool
+    context: dict[str, Any]
+    """What the template reads of its context."""
+    max_chars: int
+
+
 # --- answers ---------------------------------------------------------------------------------
 
 
@@ -94,7 +111,8 @@ class Done:
 @dataclass(frozen=True)
 class Failed:
     """The step failed with `status`; `cut_short` when the run's deadline, not the step's own
-    timeout, bounded the attempt (the run may have run out of time)."""
+    timeout, bounded the attempt (the run may have run out of time); `final` when another
+    attempt would fail the same way (a template), so the step's retries are not used."""
 
     status: StepStatus
     error: str
@@ -102,6 +120,7 @@ class Failed:
     stdout: str | None = None
     stderr: str | None = None
     cut_short: bool = False
+    final: bool = False
 
 
 @dataclass(frozen=True)

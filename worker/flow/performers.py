@@ -1,4 +1,5 @@
-"""Performers: code and http steps, done for real, under the run's cancel event.
+"""Performers: code and http steps, done for real, under the run's cancel event, and
+templates rendered by the render processes.
 
 Each takes the effect the replay asked for (its time limit already bounded by the run's
 deadline) and answers with a value. A cancel notification for the run stops the work at
@@ -15,10 +16,13 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from app.flows.model import StepStatus
+from app.flows.templating import TemplateError
 from worker.code import CodeError, CodeRunner
-from worker.flow.effects import Broken, Done, Failed, RunCode, SendHttp
+from worker.flow import rendering
+from worker.flow.effects import Broken, Done, Failed, Render, RunCode, SendHttp
 from worker.sandbox import StepStatus as SandboxStatus
 from worker.steps.http import HttpClient, HttpRequestSpec, HttpStepError
+from worker.templates import TemplateRenderer
 
 T = TypeVar("T")
 
@@ -43,6 +47,16 @@ INTERRUPTED = Interrupted()
 class Performers:
     code: CodeRunner
     http: HttpClient
+    templates: TemplateRenderer
+
+    async def render(self, effect: Render) -> Done | Failed:
+        rendered = await self.templates.render(
+            effect.source, effect.context, condition=effect.condition, max_chars=effect.max_chars
+        )
+        if rendered.error is None:
+            return Done(rendered.value)
+        error = str(TemplateError(effect.source, rendered.error))
+        return rendering.failed(effect.field, error, limit=rendered.limit)
 
     async def run_code(
         self, project: str, effect: RunCode, canceled: asyncio.Event

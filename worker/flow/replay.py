@@ -154,7 +154,7 @@ class _Replay(StepTypes):
             if answer.cut_short:
                 self.pending[key] = record
                 return Finish(status=RunStatus.TIMEOUT, error=f"step '{key}': {answer.error}")
-            if step.retry is not None and attempts < step.retry.max_attempts:
+            if step.retry is not None and attempts < step.retry.max_attempts and not answer.final:
                 self.pending[key] = dataclasses.replace(record, status=StepStatus.RETRYING)
                 if step.retry.backoff_seconds > 0:
                     return Reschedule(delay_seconds=step.retry.backoff_seconds)
@@ -194,7 +194,7 @@ class _Replay(StepTypes):
         if isinstance(step, HttpStep):
             return (yield from self.http(step, key, scope))
         if isinstance(step, BranchStep):
-            return (yield from self.branch(step, scope))
+            return (yield from self.branch(step, key, scope))
         if isinstance(step, LoopStep):
             return (yield from self.loop(step, key, scope))
         if isinstance(step, DelayStep):
@@ -203,4 +203,4 @@ class _Replay(StepTypes):
             return (yield from self.wait_for_webhook(step, key))
         if isinstance(step, CallFlowStep):
             return (yield from self.call_flow(step, key, scope))
-        return self.respond(step, scope)
+        return (yield from self.respond(step, key, scope))

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any, TypeAlias
 from uuid import UUID
 
-from app.flows import templating
 from app.flows.definition import (
     BranchStep,
     CallFlowStep,
@@ -30,6 +29,7 @@ from app.flows.definition import (
 from app.flows.model import LoadedRun, RunStatus, StepRecord, StepStatus, Waitpoint, Writes
 from app.flows.structure import MAX_LOOP_ITEMS
 from app.settings import Settings
+from worker.flow import rendering
 from worker.flow.context import FlowPlan, Scope, idempotency_key, template_context
 from worker.flow.effects import (
     Abandon,
@@ -66,6 +66,7 @@ class ReplayConfig:
     """The budget of a run that has no deadline (it is timed out by maintenance anyway)."""
     max_call_depth: int = 16
     """A run this deep (calls below a webhook's run) cannot call another flow."""
+    template_max_chars: int = 1024 * 1024
 
     @classmethod
     def of(cls, settings: Settings) -> ReplayConfig:
@@ -74,6 +75,7 @@ class ReplayConfig:
             settings.step_timeout_seconds,
             settings.run_timeout_seconds,
             settings.max_call_depth,
+            settings.template_max_output_chars,
         )
 
 
@@ -100,7 +102,7 @@ class StepTypes:
     def code(self, step: CodeStep, key: str, scope: Scope) -> Part:
         context = self.context(scope)
         if step.input is not None:
-            given = self.render(step.input, context)
+            given = yield from self.render(step.input, context, key, "input")
             if isinstance(given, Failed):
                 return given
         else:
@@ -140,10 +142,15 @@ class StepTypes:
 
     def http(self, step: HttpStep, key: str, scope: Scope) -> Part:
         context = self.context(scope)
-        url, headers, body = (self.render(v, context) for v in (step.url, step.headers, step.body))
-        for rendered in (url, headers, body):
-            if isinstance(rendered, Failed):
-                return rendered
+        url = yield from self.render(step.url, context, key, "url")
+        if isinstance(url, Failed):
+            return url
+        headers = yield from self.render(step.headers, context, key, "headers")
+        if isinstance(headers, Failed):
+            return headers
+        body = yield from self.render(step.body, context, key, "body")
+        if isinstance(body, Failed):
+            return body
         if not isinstance(url, str):
             return Failed(StepStatus.FAILED, f"url must render to a string, got {url!r}")
         timeout = step.timeout_seconds or HTTP_TIMEOUT_SECONDS
@@ -173,7 +180,7 @@ class StepTypes:
         if step.seconds is not None:
             seconds = step.seconds
         else:
-            until = self.render(step.until, self.context(scope))
+            until = yield from self.render(step.until, self.context(scope), key, "until")
             if isinstance(until, Failed):
                 return until
             try:
@@ -203,7 +210,7 @@ class StepTypes:
                     f"this run is {self.run_.depth} calls deep; SLUICE_MAX_CALL_DEPTH "
                     f"({self.config.max_call_depth}) allows no deeper call",
                 )
-            given = self.render(step.input, self.context(scope))
+            given = yield from self.render(step.input, self.context(scope), key, "input")
             if isinstance(given, Failed):
                 return given
             child = self.new_id()
@@ -268,18 +275,19 @@ class StepTypes:
 
     # --- steps without effects ---------------------------------------------------------------
 
-    def branch(self, step: BranchStep, scope: Scope) -> Part:
-        try:
-            taken = templating.evaluate_condition(step.condition, self.context(scope))
-        except templating.TemplateError as exc:
-            return Failed(StepStatus.FAILED, str(exc))
+    def branch(self, step: BranchStep, key: str, scope: Scope) -> Part:
+        taken = yield from rendering.condition(
+            step.condition, self.context(scope), key=key, max_chars=self.config.template_max_chars
+        )
+        if isinstance(taken, Failed):
+            return taken
         output = yield from self.steps(step.then if taken else step.else_, scope)
         if ends(output):
             return output
         return Done({"branch": "then" if taken else "else", "output": output})
 
     def loop(self, step: LoopStep, key: str, scope: Scope) -> Part:
-        items = self.render(step.items, self.context(scope))
+        items = yield from self.render(step.items, self.context(scope), key, "items")
         if isinstance(items, Failed):
             return items
         if not isinstance(items, list):
@@ -296,12 +304,14 @@ class StepTypes:
             outputs.append(output)
         return Done(outputs)
 
-    def respond(self, step: RespondStep, scope: Scope) -> Done | Failed:
+    def respond(self, step: RespondStep, key: str, scope: Scope) -> Part:
         context = self.context(scope)
-        headers, body = self.render(step.headers, context), self.render(step.body, context)
-        for rendered in (headers, body):
-            if isinstance(rendered, Failed):
-                return rendered
+        headers = yield from self.render(step.headers, context, key, "headers")
+        if isinstance(headers, Failed):
+            return headers
+        body = yield from self.render(step.body, context, key, "body")
+        if isinstance(body, Failed):
+            return body
         headers = {str(k): str(v) for k, v in headers.items()}
         for name, value in headers.items():
             if any(c in value for c in "\r\n\x00"):
@@ -326,13 +336,12 @@ class StepTypes:
     def context(self, scope: Scope) -> dict[str, Any]:
         return template_context(self.run_, self.plan, scope, self.config.public_url)
 
-    @staticmethod
-    def render(value: Any, context: Mapping[str, Any]) -> Any:
-        """`value` rendered, or a `Failed` answer naming the template that failed."""
-        try:
-            return templating.render(value, context)
-        except templating.TemplateError as exc:
-            return Failed(StepStatus.FAILED, str(exc))
+    def render(self, value: Any, context: Mapping[str, Any], key: str, field: str) -> Part:
+        """`value` rendered, or a `Failed` answer naming the field and template that failed."""
+        max_chars = self.config.template_max_chars
+        return (
+            yield from rendering.value(value, context, key=key, field=field, max_chars=max_chars)
+        )
 
     def remaining_seconds(self) -> float:
         deadline = self.run_.deadline_at
