@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests.sandbox.helpers import step
-from worker.sandbox import SandboxMode, SandboxPool, StepStatus, bwrap, launch, view
+from worker.sandbox import SandboxMode, SandboxPool, StepStatus, bwrap, launch, protocol, view
+from worker.sandbox.launch import Launcher
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 LOOK = """
@@ -142,7 +143,7 @@ async def test_other_projects_requirement_environments_are_invisible(
 
 async def test_the_standard_library_and_the_interpreter_work(pool: SandboxPool) -> None:
     code = """
-    import datetime, decimal, json, sqlite3, ssl, subprocess, sys, time, zoneinfo
+    import ctypes, datetime, decimal, json, sqlite3, ssl, subprocess, sys, time, zoneinfo
     def run(input, ctx):
         database = sqlite3.connect(":memory:")
         ssl.create_default_context()
@@ -179,3 +180,19 @@ async def test_tmp_is_private_writable_and_shared_with_no_other_sandbox(
     first = await sandboxes.run("a", step(code, "a"))
     second = await sandboxes.run("b", step(code, "b"))
     assert (first.output, second.output) == ([[], "/tmp"], [[], "/tmp"])
+
+
+def test_a_venvs_interpreter_runs_as_its_base_and_nothing_of_the_checkout_is_bound() -> None:
+    launcher = Launcher(
+        SandboxMode.BWRAP,
+        dedicated_uids=False,
+        python=sys.executable,
+        max_uses=1,
+        max_frame_bytes=protocol.DEFAULT_MAX_FRAME_BYTES,
+        tmpfs_bytes=1 << 20,
+    )
+    base = getattr(sys, "_base_executable", sys.executable)
+    assert launcher.python == os.path.realpath(base)
+    sources = [launcher.view[i + 1] for i, arg in enumerate(launcher.view) if "bind" in arg]
+    assert [s for s in sources if Path(s).resolve().is_relative_to(CHECKOUT)] == []
+    assert launcher.child == Path(view.CHILD_DIR, "child.py")
