@@ -40,8 +40,9 @@ if sysconfig.get_config_var("Py_ENABLE_SHARED"):
     )
     if os.path.isfile(name):
         library.append(os.path.abspath(name))
+base = getattr(sys, "_base_executable", "")
 print(json.dumps({
-    "base": os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable),
+    "base": os.path.realpath(base if os.path.isfile(base) else sys.executable),
     "paths": [os.path.abspath(path) for path in sys.path if os.path.isdir(path)],
     "libraries": library,
 }))
