@@ -65,9 +65,10 @@ async def test_a_fork_bomb_is_contained_and_leaves_no_process(mode: SandboxMode)
 
 async def test_processes_a_step_starts_do_not_outlive_it(pool: SandboxPool) -> None:
     start = """
-    import subprocess
+    import subprocess, sys
     def run(input, ctx):
-        return subprocess.Popen(["sleep", "1000"], start_new_session=True).pid
+        sleep = [sys.executable, "-c", "import time; time.sleep(1000)"]
+        return subprocess.Popen(sleep, start_new_session=True).pid
     """
     check = """
     import os
@@ -83,12 +84,14 @@ async def test_processes_a_step_starts_do_not_outlive_it(pool: SandboxPool) -> N
 
 
 SPAWN_THEN_SPIN = """
-import signal, subprocess
+import signal, subprocess, sys
+SLEEP = "import time; time.sleep(1000)"
 def run(input, ctx):
     if input == "ignore SIGTERM":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    children = [subprocess.Popen(["sleep", "1000"]) for _ in range(5)]
-    subprocess.Popen(["sh", "-c", "sleep 1000 & sleep 1000"], start_new_session=True)
+    children = [subprocess.Popen([sys.executable, "-c", SLEEP]) for _ in range(5)]
+    fork_then_sleep = f"import os; os.fork(); {SLEEP}"
+    subprocess.Popen([sys.executable, "-c", fork_then_sleep], start_new_session=True)
     while True:
         pass
 """

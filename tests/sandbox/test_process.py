@@ -43,7 +43,7 @@ async def test_stdout_and_stderr_are_captured_each_in_order(pool: SandboxPool) -
             print(f"err {i}", file=sys.stderr)
         sys.stdout.write("no newline, flushed at the end ")
         os.write(1, b"raw\\n")
-        subprocess.run(["echo", "from a subprocess"], check=True)
+        subprocess.run([sys.executable, "-c", "print('from a subprocess')"], check=True)
         return "the protocol is intact"
     """
     result = await pool.run("p", step(code))

@@ -1,8 +1,9 @@
 """The bubblewrap command line, and whether bubblewrap works here.
 
 Invariant: a bwrap sandbox has no network (a network namespace of its own, with only a loopback
-nobody listens on), sees the host's root filesystem read-only, with private and size-capped /tmp,
-/run and /dev/shm (which hides host sockets such as PostgreSQL's), its own /proc and /dev, its own
+nobody listens on), sees of the host's files only the read-only `view` it is given (an empty,
+read-only root otherwise: see `view`), has private and size-capped /tmp, /run and /dev/shm
+(nothing of the host's, such as PostgreSQL's socket), its own /proc and /dev, its own
 PID namespace (killing its init kills every process in it), its own user namespace in which
 it is uid/gid 65534 and cannot create further user namespaces, and it dies with the worker.
 The child is the namespace's init: when it dies, the kernel kills everything else inside.
@@ -16,17 +17,23 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
+from worker.sandbox import view as views
+
 SANDBOX_ID = 65534
-HIDDEN = ("/tmp", "/run", "/dev", "/proc")
-"""Host paths the sandbox does not see; anything it needs below them is bound explicitly."""
 HOME = "/tmp"
 
 
 def command(
-    inner: Sequence[str], *, binds: Sequence[str] = (), tmpfs_bytes: int, executable: str = "bwrap"
+    inner: Sequence[str],
+    *,
+    view: Sequence[str],
+    binds: Sequence[str] = (),
+    tmpfs_bytes: int,
+    executable: str = "bwrap",
 ) -> list[str]:
-    """`inner` wrapped in bwrap; `binds` are host paths made visible, read-only, at the same
-    place (those under a hidden path; a missing one is skipped)."""
+    """`inner` wrapped in bwrap; `view` are the bwrap arguments that mount what it sees of the
+    host, `binds` more host paths made visible, read-only, at the same place (a missing one is
+    skipped)."""
     size = str(tmpfs_bytes)
     argv = [
         executable,
@@ -36,7 +43,7 @@ def command(
         "--uid", str(SANDBOX_ID),
         "--gid", str(SANDBOX_ID),
         "--hostname", "sandbox",
-        "--ro-bind", "/", "/",
+        *view,
         "--size", size, "--tmpfs", "/tmp",
         "--size", size, "--tmpfs", "/run",
         "--proc", "/proc",
@@ -45,16 +52,11 @@ def command(
     ]  # fmt: skip
     for path in binds:
         argv += ["--ro-bind-try", path, path]
+    argv += ["--remount-ro", "/"]
     # --as-pid-1: the child is the namespace's init, so bwrap waits for (and reaps) it directly;
     # with bwrap's own init in between, that init is orphaned to the host's when the child exits.
     argv += ["--chdir", HOME, "--as-pid-1", "--die-with-parent", "--new-session", "--", *inner]
     return argv
-
-
-def hidden(path: str) -> bool:
-    """Whether the sandbox would not see the host's `path` without a bind."""
-    real = os.path.realpath(path)
-    return any(real == root or real.startswith(root + "/") for root in HIDDEN)
 
 
 @functools.cache
@@ -64,10 +66,16 @@ def problem() -> str | None:
     executable = shutil.which("bwrap")
     if executable is None:
         return "bwrap is not on PATH"
+    true = os.path.realpath(shutil.which("true") or "/bin/true")
     as_root = os.geteuid() == 0
     try:
         done = subprocess.run(
-            command(["true"], tmpfs_bytes=1024 * 1024, executable=executable),
+            command(
+                [true],
+                view=[*views.system(), "--ro-bind", true, true],
+                tmpfs_bytes=1024 * 1024,
+                executable=executable,
+            ),
             capture_output=True,
             text=True,
             timeout=10,

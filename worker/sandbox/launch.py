@@ -4,7 +4,9 @@ Invariants:
 - The child's environment is built from an allow-list; nothing else of the worker's environment
   (database URL, passwords, tokens) reaches it, and it is given no connection of any kind.
 - The child runs ``child.py`` by path under ``python -I -S -B``: no site-packages, no PYTHON*
-  variables, no script directory on ``sys.path``.
+  variables, no script directory on ``sys.path``. In bwrap mode it runs the base interpreter
+  (not a venv's) and a copy of ``child.py`` and ``protocol.py`` staged for this process, so the
+  sandbox's view (`view`) need not include the checkout.
 - When the worker is root the child never is: it runs under the uid it is given (bwrap then maps
   it to 65534 inside its user namespace).
 """
@@ -12,6 +14,7 @@ Invariants:
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 import shutil
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.sandbox import bwrap
+from worker.sandbox import bwrap, view
 from worker.sandbox.mode import SandboxMode
 
 CHILD = Path(__file__).with_name("child.py")
@@ -66,7 +69,14 @@ class Launcher:
         self.dedicated_uids = dedicated_uids
         self.python = find_python(python, for_others=dedicated_uids)
         self.child = CHILD
-        if dedicated_uids:
+        self.view: list[str] = []
+        if mode is SandboxMode.BWRAP:
+            interpreter = view.interpreter(self.python)
+            self.python = interpreter.executable
+            staged = staged_child(CHILD, PROTOCOL).parent
+            self.view = view.mounts(interpreter, child_dir=str(staged))
+            self.child = Path(view.CHILD_DIR, CHILD.name)
+        elif dedicated_uids:
             self.child = child_for_others()
         self.env_allowlist = tuple(env_allowlist)
         self.max_uses = max_uses
@@ -74,12 +84,10 @@ class Launcher:
         self.tmpfs_bytes = tmpfs_bytes
         self.temp_root = temp_root
         self.bwrap = shutil.which("bwrap") or "bwrap"
-        here = str(self.child.parent)
-        self.base_binds = [here] if bwrap.hidden(here) else []
 
     def needs_binds(self, paths: Sequence[str]) -> bool:
         """Whether a child must be started for `paths` (a spare would not see them)."""
-        return self.mode is SandboxMode.BWRAP and any(bwrap.hidden(p) for p in paths)
+        return self.mode is SandboxMode.BWRAP and bool(paths)
 
     def prepare(
         self, *, request_fd: int, reply_fd: int, uid: int | None, binds: Sequence[str] = ()
@@ -98,10 +106,10 @@ class Launcher:
         inner = [self.python, "-I", "-S", "-B", str(self.child), str(request_fd), str(reply_fd)]
         inner.append(json.dumps(config, separators=(",", ":")))
         if nested:
-            extra = [p for p in binds if bwrap.hidden(p)]
             argv = bwrap.command(
                 inner,
-                binds=[*self.base_binds, *extra],
+                view=self.view,
+                binds=binds,
                 tmpfs_bytes=self.tmpfs_bytes,
                 executable=self.bwrap,
             )
@@ -137,10 +145,17 @@ def find_python(explicit: str | None, *, for_others: bool) -> str:
 def child_for_others(child: Path | None = None, protocol: Path | None = None) -> Path:
     """A `child.py` (next to its `protocol.py`) that a sandbox uid can read: the installed
     one, or — when the code lives below a directory other users cannot enter, such as a
-    checkout in /root — copies in a fresh world-readable directory, removed at exit."""
+    checkout in /root — a staged copy."""
     child, protocol = child or CHILD, protocol or PROTOCOL
     if all(usable_by_others(str(p), stat.S_IROTH) for p in (child, protocol)):
         return child
+    return staged_child(child, protocol)
+
+
+@functools.cache
+def staged_child(child: Path, protocol: Path) -> Path:
+    """Copies of `child.py` and `protocol.py` (nothing else: they need only the standard
+    library) in a fresh world-readable directory, made once per process and removed at exit."""
     base = "/var/tmp" if usable_by_others("/var/tmp", stat.S_IXOTH) else tempfile.gettempdir()
     staged = Path(tempfile.mkdtemp(prefix="sluice-child-", dir=base))
     atexit.register(shutil.rmtree, staged, ignore_errors=True)

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 class SandboxMode(StrEnum):
     BWRAP = "bwrap"
-    """bubblewrap namespaces (no network, read-only root, own PIDs and uid) plus rlimits."""
+    """bubblewrap namespaces (no network, only the interpreter's files and the step's own
+    requirements, own PIDs and uid) plus rlimits."""
     PROCESS = "process"
     """A plain child process with rlimits (and its own uid when the worker is root)."""
     NONE = "none"
