@@ -29,11 +29,6 @@ class ProjectChange(pydantic.BaseModel):
     concurrency_limit: int | None = pydantic.Field(ge=1)
 
 
-def _limit(request: Request) -> int:
-    limit: int = request.state.settings.max_body_bytes
-    return limit
-
-
 def _path_id(request: Request) -> int:
     raw = request.path_params["project_id"]
     if not raw.isdigit():
@@ -44,7 +39,7 @@ def _path_id(request: Request) -> int:
 async def create_project(request: Request) -> JSONResponse:
     """Create a project and its first API key (shown only in this reply)."""
     auth.require_admin(request)
-    body = await parse(request, NewProject, _limit(request))
+    body = await parse(request, NewProject)
     async with request.state.pool.connection() as conn, conn.transaction():
         try:
             project = await projects.create_project(conn, body.name, body.concurrency_limit)
@@ -59,7 +54,7 @@ async def create_api_key(request: Request) -> JSONResponse:
     """Create another API key for a project (shown only in this reply)."""
     auth.require_admin(request)
     project_id = _path_id(request)
-    body = await parse(request, NewApiKey, _limit(request))
+    body = await parse(request, NewApiKey)
     async with request.state.pool.connection() as conn:
         if await projects.get_project(conn, project_id) is None:
             raise ApiError(404, f"no project {project_id}")
@@ -74,7 +69,7 @@ async def change_project(request: Request) -> JSONResponse:
     """Set a project's concurrency limit (null: unlimited)."""
     auth.require_admin(request)
     project_id = _path_id(request)
-    body = await parse(request, ProjectChange, _limit(request))
+    body = await parse(request, ProjectChange)
     async with request.state.pool.connection() as conn:
         project = await projects.set_concurrency_limit(conn, project_id, body.concurrency_limit)
     if project is None:
