@@ -87,8 +87,8 @@ async def own_project(request: Request) -> JSONResponse:
 
 
 async def list_workers(request: Request) -> JSONResponse:
-    """The worker registry."""
-    await auth.project_id(request)
+    """The worker registry (every project's work: the admin key's view)."""
+    await auth.require_admin_view(request)
     async with request.state.pool.connection() as conn:
         found = await workers.recent(conn)
     return reply(schemas.WorkerList.model_validate({"workers": found}))

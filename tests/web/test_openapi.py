@@ -7,6 +7,7 @@ the schema the document gives it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -289,6 +290,20 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
         waiting = await _drive_webhooks(api, ids)
         await _drive_runs(api, ids)
 
+    # Slow bodies are a 408 (SLUICE_HTTP_BODY_TIMEOUT_SECONDS); /metrics wants its token.
+    async with running_stack(
+        database_url,
+        with_worker=False,
+        project="slow",
+        http_body_timeout_seconds=0.3,
+        metrics_token=SecretStr("metrics-token"),
+    ) as stack:
+        api = Caller(doc, stack.client, driven)
+        await _drive_slow_bodies(api, ids, waiting)
+        assert await api.call("get", "/metrics") == 401
+        token = {"authorization": "Bearer metrics-token"}
+        assert await api.call("get", "/metrics", headers=token) == 200
+
     # No worker and a short sync timeout: a sync caller's run cannot reply, so it gets 202.
     async with running_stack(
         database_url, with_worker=False, project="later", sync_timeout_seconds=0.2
@@ -329,7 +344,45 @@ async def _drive_projects(api: Caller) -> None:
     assert await api.call("post", keys, nowhere, json={}, headers=ADMIN_KEY) == 404
     assert await api.call("patch", project, nowhere, json=limit, headers=ADMIN_KEY) == 404
     assert await api.call("get", "/api/v1/project") == 200
-    assert await api.call("get", "/api/v1/workers") == 200
+    assert await api.call("get", "/api/v1/workers", headers=ADMIN_KEY) == 200
+    assert await api.call("get", "/api/v1/workers") == 403
+
+
+async def _drive_slow_bodies(api: Caller, ids: dict[str, str], waiting: dict[str, str]) -> None:
+    """Each operation with a body, sent one byte of a 100-byte body (over raw sockets: an
+    HTTP client would fail on the connection that the 408 closes)."""
+    calls: list[tuple[str, str, dict[str, Any], str | None]] = [
+        ("post", "/api/v1/projects", {}, ADMIN),
+        ("post", "/api/v1/projects/{project_id}/api-keys", {"project_id": 1}, ADMIN),
+        ("patch", "/api/v1/projects/{project_id}", {"project_id": 1}, ADMIN),
+        ("put", "/api/v1/flows/{name}", {"name": "slow"}, None),
+        ("post", "/webhooks/{flow_id}", {"flow_id": ids["json"]}, None),
+        ("post", "/webhooks/{flow_id}/sync", {"flow_id": ids["json"]}, None),
+        ("post", "/resume/{run_id}/{token}", waiting, None),
+        ("post", "/resume/{run_id}/{token}/sync", waiting, None),
+    ]
+    url = httpx.URL(str(api.client.base_url))
+    project_key = api.client.headers["authorization"]
+
+    async def slow(method: str, path: str, at: dict[str, Any], key: str | None) -> httpx.Response:
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        auth = f"Bearer {key}" if key is not None else project_key
+        writer.write(
+            f"{method.upper()} {path.format(**at)} HTTP/1.1\r\nhost: x\r\n"
+            f"authorization: {auth}\r\ncontent-type: application/json\r\n"
+            "content-length: 100\r\n\r\n{".encode()
+        )
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        head, _, content = answer.partition(b"\r\n\r\n")
+        status, *lines = head.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines)
+        response = httpx.Response(int(status.split()[1]), headers=headers, content=content)
+        api.driven.add(conforms(api.doc, path, method, response))
+        return response
+
+    answers = await asyncio.gather(*(slow(*call) for call in calls))
+    assert [answer.status_code for answer in answers] == [408] * len(calls)
 
 
 async def _drive_flows(api: Caller) -> None:
