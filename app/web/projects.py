@@ -12,11 +12,15 @@ from app.web.body import parse
 from app.web.errors import ApiError
 from app.web.schemas import reply
 
+# The concurrency limit and project ids are PostgreSQL integers.
+MAX_CONCURRENCY = 1_000_000
+_MAX_ID = 2**31 - 1
+
 
 class NewProject(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     name: str = pydantic.Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    concurrency_limit: int | None = pydantic.Field(default=None, ge=1)
+    concurrency_limit: int | None = pydantic.Field(default=None, ge=1, le=MAX_CONCURRENCY)
 
 
 class NewApiKey(pydantic.BaseModel):
@@ -26,12 +30,12 @@ class NewApiKey(pydantic.BaseModel):
 
 class ProjectChange(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
-    concurrency_limit: int | None = pydantic.Field(ge=1)
+    concurrency_limit: int | None = pydantic.Field(ge=1, le=MAX_CONCURRENCY)
 
 
 def _path_id(request: Request) -> int:
     raw = request.path_params["project_id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > _MAX_ID:
         raise ApiError(404, f"no project {raw!r}")
     return int(raw)
 

@@ -192,3 +192,12 @@ async def test_first_start_creates_one_project_and_prints_its_key_once(
         assert response.json()["name"] == "default"
         no_admin = client.post("/api/v1/projects", json={"name": "x"}, headers=admin(key))
         assert "SLUICE_ADMIN_API_KEY" in no_admin.json()["error"]
+
+
+def test_numbers_past_what_postgres_holds_are_a_4xx(client: TestClient) -> None:
+    huge = {"name": "big", "concurrency_limit": 10**30}
+    assert client.post("/api/v1/projects", json=huge, headers=admin()).status_code == 422
+    for project_id in ("99999999999999999999", "²"):
+        path = f"/api/v1/projects/{project_id}"
+        changed = client.patch(path, json={"concurrency_limit": 1}, headers=admin())
+        assert changed.status_code == 404, changed.text
