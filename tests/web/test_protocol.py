@@ -72,19 +72,25 @@ async def read_all(reader: asyncio.StreamReader, within: float) -> bytes:
     return await asyncio.wait_for(reader.read(), within)
 
 
-async def test_headers_that_do_not_arrive_in_time_are_a_408_and_a_closed_connection() -> None:
+async def sent_partly(request: bytes) -> tuple[float, bytes, Any]:
+    """How long the server took to answer `request` (the start of one), its head and body."""
     async with serving() as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        writer.write(request)
         started = time.monotonic()
         answer = await read_all(reader, 5)
         writer.close()
-
-    assert time.monotonic() - started < HEADER_SECONDS + 1
     head, _, text = answer.partition(b"\r\n\r\n")
+    return time.monotonic() - started, head, json.loads(text)
+
+
+async def test_headers_that_do_not_arrive_in_time_are_a_408_and_a_closed_connection() -> None:
+    took, head, answer = await sent_partly(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+
+    assert took < HEADER_SECONDS + 1
     assert head.startswith(b"HTTP/1.1 408")
     assert b"application/json" in head
-    assert "headers took longer" in json.loads(text)["error"]
+    assert "headers took longer" in answer["error"]
 
 
 async def test_many_clients_trickling_bytes_are_all_cut_off() -> None:
@@ -123,14 +129,10 @@ async def test_an_idle_connection_is_closed_and_a_prompt_one_is_served() -> None
 
 
 async def test_a_body_that_does_not_arrive_in_time_is_answered_408() -> None:
-    async with serving() as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
-        started = time.monotonic()
-        answer = await read_all(reader, 5)
-        writer.close()
+    took, head, answer = await sent_partly(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{"
+    )
 
-    assert time.monotonic() - started < BODY_SECONDS + 1
-    head, _, text = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 408"), answer
-    assert "body took longer" in json.loads(text)["error"]
+    assert took < BODY_SECONDS + 1
+    assert head.startswith(b"HTTP/1.1 408"), head
+    assert "body took longer" in answer["error"]
