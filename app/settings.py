@@ -127,6 +127,32 @@ class Settings(BaseSettings):
         default=None, description="Bearer key for project administration; never logged."
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_json_depth: int = Field(
+        default=64,
+        ge=2,
+        le=1000,
+        description="Deepest nesting of arrays and objects a JSON body may have (400 beyond).",
+    )
+    max_json_number_digits: int = Field(
+        default=1000,
+        ge=16,
+        le=4000,
+        description="Most digits in a row a number of a JSON body may have (400 beyond).",
+    )
+    http_header_timeout_seconds: PositiveSeconds = Field(
+        default=10.0,
+        description="How long a client may take to send a request's headers (from its "
+        "connection, or its first byte on a kept-alive one) before the connection is closed.",
+    )
+    http_body_timeout_seconds: PositiveSeconds = Field(
+        default=30.0,
+        description="How long a client may take to send a request's body before it is "
+        "answered 408.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token GET /metrics requires when set; never logged.",
+    )
     public_url: str | None = Field(
         default=None,
         pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
@@ -220,7 +246,7 @@ def _describe(exc: ValidationError) -> str:
         if field:
             name = f"SLUICE_{field.upper()}"
             value = os.environ.get(name)
-            secret = "database_url" in field or "api_key" in field
+            secret = "database_url" in field or "api_key" in field or "token" in field
             shown = "" if value is None or secret else f" (got {value!r})"
             problems.append(f"{name}{shown}: {message}")
         else:

@@ -1,4 +1,4 @@
-"""`sluice workers` (project key); `sluice project create`, `sluice api-key create` (admin)."""
+"""`sluice workers`, `sluice project create`, `sluice api-key create`: the admin key's commands."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def add_commands(
     admin_options: argparse.ArgumentParser,
 ) -> None:
     commands.add_parser(
-        "workers", parents=[project_options], help="the worker processes and when they were seen"
+        "workers",
+        parents=[admin_options],
+        help="the worker processes and when they were seen (admin key)",
     ).set_defaults(handler=workers)
 
     project = commands.add_parser("project", help="create projects (admin key)")

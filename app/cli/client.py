@@ -210,8 +210,8 @@ class Client:
     # Workers and administration
 
     def list_workers(self) -> JsonObject:
-        """`{"workers": [...]}`."""
-        return self._json("GET", "/api/v1/workers")
+        """`{"workers": [...]}` (every project's workers: the admin key's view)."""
+        return self._json("GET", "/api/v1/workers", admin=True)
 
     def create_project(self, name: str, concurrency_limit: int | None = None) -> JsonObject:
         body: JsonObject = {"name": name}

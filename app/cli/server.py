@@ -74,15 +74,19 @@ async def _status(url: str) -> schema.SchemaStatus:
 
 
 def _serve(settings: Settings) -> int:
-    from app.serve import serve
+    from app.serve import StartupError, serve
 
     url = db.direct_url(settings)
     if settings.migrate_on_start:
         schema.upgrade(url)
     if settings.admin_api_key is None and settings.container_type.runs_app:
         asyncio.run(bootstrap.ensure_first_project(url))
-    with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
-        runner.run(serve(settings))
+    try:
+        with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+            runner.run(serve(settings))
+    except StartupError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -91,11 +91,12 @@ class StepRun(_Timed):
 
 class RunTrigger(View):
     """What started the run: the webhook's body, headers and query (a child run's `body`
-    is its input)."""
+    is its input); a form's `body` is its fields and `raw_body` the form as sent."""
 
     body: Any
     headers: dict[str, str]
     query: dict[str, str]
+    raw_body: str | None = None
 
 
 class RunResponse(View):

@@ -30,8 +30,18 @@ IDEMPOTENCY = Parameter(
 NOT_FOUND = {
     "404": error_reply("No such object (another project's objects answer the same).", "NotFound")
 }
+_TOO_SLOW = error_reply(
+    "The body did not arrive within SLUICE_HTTP_BODY_TIMEOUT_SECONDS; the connection is closed.",
+    "TooSlow",
+)
 READ_BODY = {
-    "400": error_reply("The body is empty or not JSON.", "MalformedJson"),
+    "400": error_reply(
+        "The body is empty or not JSON, nests deeper than SLUICE_MAX_JSON_DEPTH or has a "
+        "number longer than SLUICE_MAX_JSON_NUMBER_DIGITS (the limit is in `limit`), or holds "
+        "what cannot be stored (a NUL, a lone surrogate, a number out of range).",
+        "MalformedJson",
+    ),
+    "408": _TOO_SLOW,
     "413": error_reply(
         "The body exceeds SLUICE_MAX_BODY_BYTES (the limit is in `limit`).", "TooLarge"
     ),
@@ -44,14 +54,18 @@ VALIDATED_BODY = {
 }
 WEBHOOK_BODY = Body(
     {"*/*": Any},
-    description="Any body: JSON when it parses (and it must when the content type says "
-    "JSON), else text; empty is `{}`. It becomes `trigger.body`.",
+    description="Any body: JSON when it parses within the JSON limits (and it must when the "
+    "content type says JSON); the fields of a form (`application/x-www-form-urlencoded`, "
+    "`multipart/form-data`) as an object; else text; empty is `{}`. It becomes "
+    "`trigger.body`.",
     required=False,
 )
 _BAD_WEBHOOK_INPUT = {
     "400": error_reply(
-        "The content type says JSON and the body is not, or the body or query holds a NUL."
+        "The content type says JSON and the body is not (or breaks a JSON limit, named in "
+        "`limit`), a form is malformed, or the body or query holds a NUL."
     ),
+    "408": _TOO_SLOW,
     "413": READ_BODY["413"],
 }
 WEBHOOK_ERRORS = {

@@ -88,7 +88,11 @@ _PROBES = (
             "200": Reply(
                 "This process's metrics, with run and queue gauges.",
                 {metrics.CONTENT_TYPE.split(";")[0]: str},
-            )
+            ),
+            "401": error_reply(
+                "SLUICE_METRICS_TOKEN is set and the request lacks "
+                "`Authorization: Bearer <SLUICE_METRICS_TOKEN>`."
+            ),
         },
         id="metrics",
         summary="Metrics in the Prometheus text format.",
@@ -129,10 +133,15 @@ _OWN_PROJECT = (
         projects.own_project,
         {"200": json_reply("The project.", schemas.Project)},
     ),
+)
+_ACROSS_PROJECTS = (
     Operation(
         "GET /api/v1/workers",
         projects.list_workers,
-        {"200": json_reply("Recently seen workers.", schemas.WorkerList)},
+        {
+            "200": json_reply("Recently seen workers.", schemas.WorkerList),
+            "403": error_reply("A project key: this view covers every project."),
+        },
     ),
 )
 _FLOW_SCHEMA = (
@@ -258,6 +267,7 @@ SECTIONS = (
     Section("probes", None, tuple(o for o in _PROBES if o.route in _NO_DATABASE)),
     Section("probes", None, _database(tuple(o for o in _PROBES if o.route not in _NO_DATABASE))),
     Section("projects", ADMIN_KEY, _database(_ADMINISTRATION)),
+    Section("projects", ADMIN_KEY, _database(_ACROSS_PROJECTS)),
     Section("projects", PROJECT_KEY, _database(_OWN_PROJECT)),
     Section("flows", None, _FLOW_SCHEMA),
     Section("flows", PROJECT_KEY, _database(_FLOWS)),

@@ -1,46 +1,76 @@
-"""Request bodies: read with a size limit, parsed as JSON, validated by a pydantic model."""
+"""Request bodies: read with a size limit and a time limit, parsed as JSON within limits
+(`app.web._json`), validated by a pydantic model.
+
+Invariant: a body costs bounded work. It is never buffered past SLUICE_MAX_BODY_BYTES
+(413), a client that takes longer than SLUICE_HTTP_BODY_TIMEOUT_SECONDS to send it is
+answered 408, and JSON nested too deep or with too long a number is a 400 naming the limit.
+"""
 
 from __future__ import annotations
 
-import json
+import asyncio
 from typing import Any, TypeVar
 
 import pydantic
 from starlette.requests import Request
 
+from app.settings import Settings
+from app.web._json import Limits, NotJson, Unstorable, loads
 from app.web.errors import ApiError
 from app.web.schemas import Problem
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The raw body, or 413 as soon as it exceeds `limit` bytes (never buffered past it)."""
+def json_limits(settings: Settings) -> Limits:
+    return Limits(depth=settings.max_json_depth, digits=settings.max_json_number_digits)
+
+
+async def read_limited(request: Request) -> bytes:
+    """The raw body, or 413 as soon as it exceeds SLUICE_MAX_BODY_BYTES (never buffered past
+    it), or 408 when it is not all there within SLUICE_HTTP_BODY_TIMEOUT_SECONDS."""
+    settings: Settings = request.state.settings
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request body exceeds {limit} bytes", limit=limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body exceeds {limit} bytes", limit=limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(settings.http_body_timeout_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"request body exceeds {limit} bytes", limit=limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        seconds = settings.http_body_timeout_seconds
+        raise ApiError(408, f"the request body took longer than {seconds:g} s to arrive") from None
     return b"".join(chunks)
 
 
-async def json_body(request: Request, limit: int) -> Any:
-    raw = await read_limited(request, limit)
+def decode_json(raw: bytes, settings: Settings) -> Any:
+    """The JSON value of `raw`, or 400 naming what is wrong (a limit, the syntax, a string
+    that cannot be stored)."""
+    try:
+        return loads(raw, json_limits(settings))
+    except NotJson as exc:
+        if exc.limit is None:
+            raise ApiError(400, str(exc)) from None
+        raise ApiError(400, str(exc), limit=exc.limit) from None
+    except Unstorable as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+async def json_body(request: Request) -> Any:
+    raw = await read_limited(request)
     if not raw.strip():
         raise ApiError(400, "request body is empty; expected JSON")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON: {exc}") from None
+    return decode_json(raw, request.state.settings)
 
 
-async def parse(request: Request, model: type[Model], limit: int) -> Model:
-    data = await json_body(request, limit)
+async def parse(request: Request, model: type[Model]) -> Model:
+    data = await json_body(request)
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:

@@ -3,7 +3,9 @@
 Invariant: no database fault is answered with a 500. A database that cannot be reached or
 went away mid-request (a restart, a terminated backend, an outage: psycopg's
 `OperationalError`, the pool's timeout) is a `503 {"error": "database unavailable"}` with
-`Retry-After`; anything else unexpected is a JSON 500 without a traceback (which is logged).
+`Retry-After`; anything else unexpected is a JSON 500 without a traceback, with a
+`request_id` that the log line of its traceback names. A client gone before its body was
+read is a debug line, not an error.
 Once a webhook's run exists, its id comes with the error, so the client can tell it was
 accepted (and retry safely with its `Idempotency-Key`).
 """
@@ -11,13 +13,15 @@ accepted (and retry safely with its `Idempotency-Key`).
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Unpack
 
 import psycopg
 from psycopg_pool import PoolClosed, PoolTimeout
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.web.replies import RUN_ID_HEADER
 from app.web.schemas import Error, ErrorDetails
@@ -50,7 +54,12 @@ async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     details = ErrorDetails(**exc.details)
     headers = run_of(request, details)
+    if exc.status in _UNREAD_BODY:
+        headers["connection"] = "close"  # the rest of the body is not worth waiting for
     return JSONResponse(Error(error=exc.message, **details), exc.status, headers=headers)
+
+
+_UNREAD_BODY = frozenset({408, 413})
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -70,12 +79,43 @@ async def database_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def client_disconnect(request: Request, exc: Exception) -> Response:
+    log.debug("%s %s: the client disconnected before its body was read", *_line(request))
+    return JSONResponse(Error(error="the client disconnected"), status_code=400)
+
+
 async def internal_error(request: Request, exc: Exception) -> Response:
-    """The last resort (Starlette's server-error middleware logs the traceback)."""
-    details = ErrorDetails()
+    """The last resort: logged with its traceback under a request id that the answer names
+    (Starlette raises it on, to `Answered`)."""
+    request_id = uuid.uuid4().hex
+    log.error("request %s: %s %s failed", request_id, *_line(request), exc_info=exc)
+    exc.add_note(f"{_NOTE}{request_id}")
+    details = ErrorDetails(request_id=request_id)
     headers = run_of(request, details)
     body = Error(error="internal error; the server log has the details", **details)
     return JSONResponse(body, status_code=500, headers=headers)
+
+
+_NOTE = "sluice request_id: "
+
+
+class Answered:
+    """The outermost layer of the served app: an error the catch-all answered and logged
+    ends here, so the server does not log its traceback a second time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            if not any(note.startswith(_NOTE) for note in getattr(exc, "__notes__", ())):
+                raise
+
+
+def _line(request: Request) -> tuple[str, str]:
+    return request.method, request.url.path
 
 
 def _first(exc: Exception) -> str:
@@ -88,5 +128,6 @@ HANDLERS = {
     psycopg.OperationalError: database_unavailable,
     PoolTimeout: database_unavailable,
     PoolClosed: database_unavailable,
+    ClientDisconnect: client_disconnect,
     Exception: internal_error,
 }

@@ -41,7 +41,7 @@ async def deploy_flow(request: Request) -> JSONResponse:
     """Add an immutable version (an identical definition adds nothing)."""
     project_id = await auth.project_id(request)
     name = request.path_params["name"]
-    document = await json_body(request, request.state.settings.max_body_bytes)
+    document = await json_body(request)
     if isinstance(document, dict):
         document.setdefault("name", name)
         if document["name"] != name:

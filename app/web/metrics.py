@@ -7,9 +7,11 @@ from starlette.responses import Response
 
 from app import metrics
 from app.flows import run_views
+from app.web import auth
 
 
 async def metrics_text(request: Request) -> Response:
+    auth.require_metrics_token(request)
     async with request.state.pool.connection() as conn:
         live = await run_views.live_runs_by_status(conn)
         depth = await run_views.queue_depth(conn)

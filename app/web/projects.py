@@ -12,11 +12,15 @@ from app.web.body import parse
 from app.web.errors import ApiError
 from app.web.schemas import reply
 
+# The concurrency limit and project ids are PostgreSQL integers.
+MAX_CONCURRENCY = 1_000_000
+_MAX_ID = 2**31 - 1
+
 
 class NewProject(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     name: str = pydantic.Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    concurrency_limit: int | None = pydantic.Field(default=None, ge=1)
+    concurrency_limit: int | None = pydantic.Field(default=None, ge=1, le=MAX_CONCURRENCY)
 
 
 class NewApiKey(pydantic.BaseModel):
@@ -26,17 +30,12 @@ class NewApiKey(pydantic.BaseModel):
 
 class ProjectChange(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
-    concurrency_limit: int | None = pydantic.Field(ge=1)
-
-
-def _limit(request: Request) -> int:
-    limit: int = request.state.settings.max_body_bytes
-    return limit
+    concurrency_limit: int | None = pydantic.Field(ge=1, le=MAX_CONCURRENCY)
 
 
 def _path_id(request: Request) -> int:
     raw = request.path_params["project_id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > _MAX_ID:
         raise ApiError(404, f"no project {raw!r}")
     return int(raw)
 
@@ -44,7 +43,7 @@ def _path_id(request: Request) -> int:
 async def create_project(request: Request) -> JSONResponse:
     """Create a project and its first API key (shown only in this reply)."""
     auth.require_admin(request)
-    body = await parse(request, NewProject, _limit(request))
+    body = await parse(request, NewProject)
     async with request.state.pool.connection() as conn, conn.transaction():
         try:
             project = await projects.create_project(conn, body.name, body.concurrency_limit)
@@ -59,7 +58,7 @@ async def create_api_key(request: Request) -> JSONResponse:
     """Create another API key for a project (shown only in this reply)."""
     auth.require_admin(request)
     project_id = _path_id(request)
-    body = await parse(request, NewApiKey, _limit(request))
+    body = await parse(request, NewApiKey)
     async with request.state.pool.connection() as conn:
         if await projects.get_project(conn, project_id) is None:
             raise ApiError(404, f"no project {project_id}")
@@ -74,7 +73,7 @@ async def change_project(request: Request) -> JSONResponse:
     """Set a project's concurrency limit (null: unlimited)."""
     auth.require_admin(request)
     project_id = _path_id(request)
-    body = await parse(request, ProjectChange, _limit(request))
+    body = await parse(request, ProjectChange)
     async with request.state.pool.connection() as conn:
         project = await projects.set_concurrency_limit(conn, project_id, body.concurrency_limit)
     if project is None:
@@ -92,8 +91,8 @@ async def own_project(request: Request) -> JSONResponse:
 
 
 async def list_workers(request: Request) -> JSONResponse:
-    """The worker registry."""
-    await auth.project_id(request)
+    """The worker registry (every project's work: the admin key's view)."""
+    await auth.require_admin_view(request)
     async with request.state.pool.connection() as conn:
         found = await workers.recent(conn)
     return reply(schemas.WorkerList.model_validate({"workers": found}))

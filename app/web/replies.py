@@ -86,7 +86,16 @@ def response(run_id: UUID, reply: Reply) -> Response:
     if reply.status is RunStatus.SUCCEEDED:
         return JSONResponse(reply.output, status_code=200, headers=headers)
     return JSONResponse(
-        RunEnded(run_id=str(run_id), status=reply.status, error=reply.error),
+        RunEnded(run_id=str(run_id), status=reply.status, error=last_line(reply.error)),
         status_code=500,
         headers=headers,
     )
+
+
+def last_line(error: str | None) -> str | None:
+    """What a public caller learns of a failure: its last line ("ValueError: boom"); the
+    traceback stays in the run, for the project's keys."""
+    if error is None:
+        return None
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    return lines[-1] if lines else error

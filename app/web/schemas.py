@@ -46,13 +46,15 @@ class ErrorDetails(TypedDict, total=False):
     limit: int
     retry_after_seconds: int
     run_id: UuidText
+    request_id: str
 
 
 class Error(ErrorDetails):
-    """Every error: its message, with `problems` when the input was invalid, the body size
-    `limit` when the body was too large, `retry_after_seconds` when the database is
-    unavailable (also in `Retry-After`), and the `run_id` of a webhook's run once it
-    exists (also in `X-Sluice-Run-Id`)."""
+    """Every error: its message, with `problems` when the input was invalid, the `limit` a
+    body broke (its size in bytes, its JSON depth or digits), `retry_after_seconds` when
+    the database is unavailable (also in `Retry-After`), the `run_id` of a webhook's run
+    once it exists (also in `X-Sluice-Run-Id`), and the `request_id` of an internal error,
+    which the server log names with its traceback."""
 
     error: Required[str]
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import re
 import uuid
 from typing import Any
 from uuid import UUID
@@ -23,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from app import metrics
 from app.flows import control, resume
 from app.flows.control import RunBudget
-from app.web import replies
+from app.web import payloads, replies
 from app.web.body import read_limited
 from app.web.errors import ApiError
 from app.web.schemas import Resumed
@@ -42,34 +40,12 @@ def parse_uuid(raw: str, what: str) -> UUID:
         raise ApiError(404, f"no {what} {raw!r}") from None
 
 
-# A NUL byte, or an escaped NUL in JSON (one preceded by an even number of backslashes).
-_NUL = re.compile(rb"\x00|(?<!\\)(?:\\\\)*\\u0000")
-
-
-def decode_body(raw: bytes, content_type: str | None) -> Any:
-    """JSON when it parses (required when the content type says JSON), else text; an empty
-    body is an empty object. NUL characters, which PostgreSQL cannot store, are refused."""
-    if _NUL.search(raw):
-        raise ApiError(400, "the body contains a NUL character (\\u0000), which cannot be stored")
-    if not raw.strip():
-        return {}
-    declared_json = content_type is not None and (
-        content_type.split(";")[0].strip().lower().endswith(("/json", "+json"))
-    )
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        if declared_json:
-            raise ApiError(400, f"malformed JSON: {exc}") from None
-    return raw.decode("utf-8", errors="replace")
-
-
-def _trigger(request: Request, raw: bytes) -> dict[str, Any]:
+async def _trigger(request: Request, raw: bytes) -> dict[str, Any]:
     query = dict(request.query_params)
     if any("\x00" in key + value for key, value in query.items()):
         raise ApiError(400, "the query contains a NUL character, which cannot be stored")
     return {
-        "body": decode_body(raw, request.headers.get("content-type")),
+        **await payloads.decode(raw, request.headers, request.state.settings),
         "headers": {
             name: value for name, value in request.headers.items() if name not in _UNSTORED_HEADERS
         },
@@ -99,8 +75,8 @@ async def _webhook(request: Request, *, sync: bool) -> Response:
     state = request.state
     settings = state.settings
     flow_id = parse_uuid(request.path_params["flow_id"], "flow")
-    raw = await read_limited(request, settings.max_body_bytes)
-    trigger = _trigger(request, raw)
+    raw = await read_limited(request)
+    trigger = await _trigger(request, raw)
     key = _idempotency_key(request, settings.idempotency_window_seconds)
     run_id = uuid.uuid4()
     # Watched before the run exists, its reply cannot be missed: no first read is needed.
@@ -203,8 +179,8 @@ async def _resume(request: Request, *, sync: bool) -> Response:
     key = resume.verify(target.resume_secret, request.path_params["token"])
     if key is None:
         raise not_found
-    raw = await read_limited(request, state.settings.max_body_bytes)
-    payload = decode_body(raw, request.headers.get("content-type"))
+    raw = await read_limited(request)
+    payload = (await payloads.decode(raw, request.headers, state.settings))["body"]
     if target.status.final:
         raise ApiError(409, f"the run has ended ({target.status}); nothing to resume")
     with state.run_watchers.watch(str(run_id)) as replied:

@@ -70,3 +70,19 @@ def test_workers_show_when_each_was_last_seen(
     assert row.startswith("w-1     box   42   WORKER  8      0.1.0")
     assert row.endswith("2h ago     -")
     assert json.loads(sluice("workers", "--json").out)["workers"][0]["id"] == "w-1"
+
+
+def test_workers_need_the_admin_key(
+    project_key: str, sluice: Sluice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    as_project = sluice("workers", "--admin-key", project_key)
+    assert (as_project.code, as_project.err) == (
+        1,
+        "sluice: this view covers every project: it needs the admin key\n",
+    )
+    monkeypatch.delenv("SLUICE_ADMIN_API_KEY")
+    missing = sluice("workers")
+    assert (missing.code, missing.err) == (
+        2,
+        "sluice: no admin API key: set SLUICE_ADMIN_API_KEY or pass --admin-key\n",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -164,3 +165,26 @@ def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("sluice: cannot reach the database:")
+
+
+def test_a_busy_port_is_one_line_and_exit_2_and_leaves_no_live_worker(database_url: str) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = sluice_env(
+            SLUICE_DATABASE_URL=database_url,
+            SLUICE_PORT=str(port),
+            SLUICE_ADMIN_API_KEY="admin-key-of-this-test",
+            SLUICE_LOG_LEVEL="WARNING",
+        )
+        with serving(env) as process:
+            out = output(process)
+
+    assert process.returncode == 2, out
+    assert out.splitlines() == [
+        f"sluice: cannot serve HTTP on 127.0.0.1:{port}: address already in use"
+    ]
+    with psycopg.connect(database_url) as conn:
+        live = conn.execute("SELECT count(*) FROM workers WHERE stopped_at IS NULL").fetchone()
+    assert live == (0,)

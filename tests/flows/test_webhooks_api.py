@@ -187,3 +187,58 @@ async def test_a_body_that_cannot_be_stored_is_refused_with_a_clear_4xx(stack: S
     for refused in (escaped, raw, query):
         assert 400 <= refused.status_code < 500, refused.text
         assert "error" in refused.json()
+
+
+async def test_form_bodies_reach_the_run_as_fields_with_the_raw_text_kept(stack: Stack) -> None:
+    flow = await stack.deploy(ECHO)
+    url = f"/webhooks/{flow['id']}/sync"
+
+    encoded = await stack.client.post(
+        url,
+        content=b"name=Ada&tag=a&tag=b&empty=&note=caf%C3%A9+au+lait",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    multipart = await stack.client.post(
+        url,
+        data={"name": "Ada", "tag": ["a", "b"]},
+        files={"upload": ("report.csv", b"a,b\n1,2\n", "text/csv")},
+    )
+    broken = await stack.client.post(
+        url, content=b"--nope\r\n", headers={"content-type": "multipart/form-data; boundary=x"}
+    )
+    nul = await stack.client.post(
+        url, content=b"a=%00", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+
+    assert encoded.status_code == 200, encoded.text
+    fields = {"name": "Ada", "tag": ["a", "b"], "empty": "", "note": "café au lait"}
+    assert encoded.json() == fields
+    run = await stack.run(encoded.headers["x-sluice-run-id"])
+    assert run["trigger"]["body"] == fields
+    assert run["trigger"]["raw_body"] == "name=Ada&tag=a&tag=b&empty=&note=caf%C3%A9+au+lait"
+    assert multipart.status_code == 200, multipart.text
+    assert multipart.json() == {
+        "name": "Ada",
+        "tag": ["a", "b"],
+        "upload": {"filename": "report.csv", "content_type": "text/csv", "size": 8},
+    }
+    assert broken.status_code == 400
+    assert broken.json()["error"].startswith("malformed multipart/form-data")
+    assert nul.status_code == 400
+
+
+async def test_a_failed_sync_run_tells_its_caller_one_line_not_the_traceback(
+    stack: Stack,
+) -> None:
+    source = "def run(input, ctx):\n    raise ValueError('boom')"
+    flow = await stack.deploy({"name": "explodes", "steps": [code("explode", source)]})
+
+    answer = await stack.trigger(flow["id"], sync=True)
+
+    assert answer.status_code == 500
+    run_id = answer.headers["x-sluice-run-id"]
+    assert answer.json() == {"run_id": run_id, "status": "FAILED", "error": "ValueError: boom"}
+    assert "Traceback" not in answer.text
+    run = await stack.run(run_id)
+    assert "Traceback" in run["error"]
+    assert run["error"].endswith("ValueError: boom")

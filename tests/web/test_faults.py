@@ -3,6 +3,7 @@ a 500 or a hang; and an unexpected error is a JSON 500 without a traceback."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def test_every_route_answers_a_json_503_soon_while_the_database_is_away(tmp_path
 
 
 def test_an_unexpected_error_is_a_json_500_without_a_traceback(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def broken(*_args: object) -> None:
         raise RuntimeError("a bug with a secret in its message")
@@ -60,4 +61,9 @@ def test_an_unexpected_error_is_a_json_500_without_a_traceback(
 
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {"error": "internal error; the server log has the details"}
+    answer = response.json()
+    request_id = answer.pop("request_id")
+    assert answer == {"error": "internal error; the server log has the details"}
+    [logged] = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+    assert request_id in logged.getMessage()
+    assert "GET /api/v1/flows" in logged.getMessage()

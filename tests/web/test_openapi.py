@@ -1,20 +1,16 @@
 """`GET /openapi.json`: an OpenAPI 3.1 document that covers every route and tells the truth.
 
-The document is checked against the rules of OpenAPI 3.1 (`tests.web.openapi_rules`), and
-every reply it documents is produced by the real app (with a worker) and validated against
-the schema the document gives it.
+The document is checked against the rules of OpenAPI 3.1 (`tests.web.openapi_rules`); that
+every reply it documents is a real one is `tests.web.test_openapi_replies`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import SecretStr
 from starlette.routing import Route
@@ -24,15 +20,10 @@ from app.flows import flow_json_schema
 from app.settings import Settings
 from app.web import create_app
 from app.web.api import document
-from tests.flows.stack import ADMIN, running_stack
-from tests.web.apps import ADMIN as WEB_ADMIN
 from tests.web.apps import app_client
 from tests.web.openapi_rules import (
     OPENAPI_31,
-    Reply,
-    conforms,
     deref,
-    documented_replies,
     jsonschema,
     operations,
     refs,
@@ -173,234 +164,3 @@ def test_the_error_body_is_an_error_with_problems() -> None:
     assert error["required"] == ["error"]
     assert error["properties"]["error"] == {"type": "string"}
     assert error["properties"]["problems"]["items"] == {"$ref": "#/components/schemas/Problem"}
-
-
-NOT_DRIVEN: set[Reply] = set()
-"""Documented replies that the test below does not produce: none. A reply added to the
-document must be produced there, or listed here with the reason."""
-
-NO_KEY = {"authorization": "none"}
-ADMIN_KEY = {"authorization": f"Bearer {ADMIN}"}
-PROJECT_KEY = {"authorization": "Bearer sk_abcdef_0123456789"}
-JSON_TYPE = {"content-type": "application/json"}
-TOO_LARGE = json.dumps({"name": "x" * 2000}).encode()  # over max_body_bytes=1024
-NOWHERE = "00000000-0000-4000-8000-000000000000"
-ANY_PARAMETERS = {"project_id": 1, "name": "x", "flow_id": NOWHERE, "run_id": NOWHERE, "token": "t"}
-FAILING = {"id": "broken", "type": "respond", "body": "{{ 1 // trigger.body.zero }}"}
-
-
-def responding(name: str, status: int, body: Any) -> dict[str, Any]:
-    reply = {"id": "reply", "type": "respond", "status": status, "body": body}
-    return {"name": name, "steps": [reply]}
-
-
-def asking(name: str, *after: dict[str, Any]) -> dict[str, Any]:
-    """Replies with its resume URL (as text), then waits for it, then runs `after`."""
-    ask = {"id": "ask", "type": "respond", "body": "{{ resume_urls.answer }}"}
-    return {"name": name, "steps": [ask, {"id": "answer", "type": "wait_for_webhook"}, *after]}
-
-
-FLOWS = [
-    responding("json", 200, {"hello": "{{ trigger.body.who }}"}),
-    responding("created", 201, {"created": True}),
-    responding("created-text", 201, "created"),
-    {"name": "fails", "steps": [FAILING]},
-    {"name": "signed", "trigger": {"secret": "s3cret"}, "steps": [FAILING]},
-    {
-        "name": "parent",
-        "steps": [{"id": "child", "type": "call_flow", "flow": "json", "input": {"who": "parent"}}],
-    },
-    asking("asks"),
-    asking("asks-text", {"id": "thanks", "type": "respond", "body": "thanks"}),
-    asking("asks-created", {"id": "thanks", "type": "respond", "status": 201, "body": {}}),
-    asking("asks-created-text", {"id": "thanks", "type": "respond", "status": 201, "body": "."}),
-    asking("asks-fails", FAILING),
-]
-
-
-@dataclass
-class Caller:
-    """Calls documented operations, checks every answer against the document and notes
-    which documented reply it was."""
-
-    doc: dict[str, Any]
-    client: httpx.AsyncClient
-    driven: set[Reply]
-
-    async def send(
-        self, method: str, path: str, at: Mapping[str, object] | None = None, **kw: Any
-    ) -> httpx.Response:
-        response = await self.client.request(method.upper(), path.format(**(at or {})), **kw)
-        self.driven.add(conforms(self.doc, path, method, response))
-        return response
-
-    async def call(
-        self, method: str, path: str, at: Mapping[str, object] | None = None, **kw: Any
-    ) -> int:
-        response = await self.send(method, path, at, **kw)
-        return response.status_code
-
-    async def asked(self, flow_id: str) -> dict[str, str]:
-        """A new run of an `asking` flow: the parameters of its resume URL."""
-        asked = await self.send("post", "/webhooks/{flow_id}/sync", {"flow_id": flow_id})
-        assert asked.status_code == 200, asked.text
-        run_id, token = asked.text.rsplit("/", 2)[-2:]
-        return {"run_id": run_id, "token": token}
-
-
-async def test_every_documented_reply_is_a_real_reply_of_its_route(
-    database_url: str, scratch_database_url: str, tmp_path: Path
-) -> None:
-    doc = document()
-    driven: set[Reply] = set()
-    # Not ready: a database without the schema, and none at all.
-    unreachable = f"postgresql://postgres@/sluice?host={tmp_path}&connect_timeout=1"
-    for not_ready in (scratch_database_url, unreachable):
-        with app_client(not_ready) as client:
-            driven.add(conforms(doc, "/ready", "get", client.get("/ready")))
-    # The database away: every operation that needs it answers 503.
-    with app_client(unreachable, database_timeout_seconds=0.2) as client:
-        for path, method, operation in operations(doc):
-            if "503" not in operation["responses"] or path == "/ready":
-                continue
-            admin = {"authorization": f"Bearer {WEB_ADMIN}"}
-            key = admin if path.startswith("/api/v1/projects") else PROJECT_KEY
-            body: dict[str, Any] = {}
-            if method == "post" and path.endswith("projects"):
-                body = {"name": "acme"}
-            elif path == "/api/v1/projects/{project_id}":
-                body = {"concurrency_limit": 1}
-            answer = client.request(
-                method.upper(), path.format(**ANY_PARAMETERS), headers=key, json=body
-            )
-            assert answer.status_code == 503, (method, path, answer.text)
-            driven.add(conforms(doc, path, method, answer))
-
-    async with running_stack(database_url, max_body_bytes=1024) as stack:
-        api = Caller(doc, stack.client, driven)
-        for path in ("/health", "/ready", "/metrics", "/openapi.json", "/api/v1/flow-schema"):
-            assert await api.call("get", path) == 200
-        for path, method, operation in operations(doc):
-            if operation["security"]:
-                assert await api.call(method, path, ANY_PARAMETERS, headers=NO_KEY) == 401
-        await _drive_projects(api)
-        await _drive_flows(api)
-        ids = {flow["name"]: (await stack.deploy(flow))["id"] for flow in FLOWS}
-        waiting = await _drive_webhooks(api, ids)
-        await _drive_runs(api, ids)
-
-    # No worker and a short sync timeout: a sync caller's run cannot reply, so it gets 202.
-    async with running_stack(
-        database_url, with_worker=False, project="later", sync_timeout_seconds=0.2
-    ) as stack:
-        api = Caller(doc, stack.client, driven)
-        assert await api.call("post", "/webhooks/{flow_id}/sync", {"flow_id": ids["json"]}) == 202
-        assert await api.call("post", "/resume/{run_id}/{token}/sync", waiting) == 202
-
-    # A project at its cap on live runs (no worker ends them): 429.
-    async with running_stack(
-        database_url, with_worker=False, project="capped", max_live_runs=1
-    ) as stack:
-        api = Caller(doc, stack.client, driven)
-        flow = (await stack.deploy(responding("capped", 200, {})))["id"]
-        for path in ("/webhooks/{flow_id}", "/webhooks/{flow_id}/sync"):
-            assert await api.call("post", "/webhooks/{flow_id}", {"flow_id": flow}) in (202, 429)
-            assert await api.call("post", path, {"flow_id": flow}) == 429
-
-    assert driven & NOT_DRIVEN == set()
-    assert sorted(documented_replies(doc) - NOT_DRIVEN - driven) == []
-
-
-async def _drive_projects(api: Caller) -> None:
-    projects, keys = "/api/v1/projects", "/api/v1/projects/{project_id}/api-keys"
-    project = "/api/v1/projects/{project_id}"
-    created = await api.send("post", projects, json={"name": "acme"}, headers=ADMIN_KEY)
-    assert created.status_code == 201
-    at = {"project_id": created.json()["project"]["id"]}
-    assert await api.call("post", projects, json={"name": "acme"}, headers=ADMIN_KEY) == 409
-    assert await api.call("post", keys, at, json={"name": "ci"}, headers=ADMIN_KEY) == 201
-    limit = {"concurrency_limit": 3}
-    assert await api.call("patch", project, at, json=limit, headers=ADMIN_KEY) == 200
-    for method, path in (("post", projects), ("post", keys), ("patch", project)):
-        assert await api.call(method, path, at, json={"nom": 1}, headers=ADMIN_KEY) == 422
-        assert await api.call(method, path, at, content=b"{", headers=ADMIN_KEY) == 400
-        assert await api.call(method, path, at, content=TOO_LARGE, headers=ADMIN_KEY) == 413
-    nowhere = {"project_id": 999_999}
-    assert await api.call("post", keys, nowhere, json={}, headers=ADMIN_KEY) == 404
-    assert await api.call("patch", project, nowhere, json=limit, headers=ADMIN_KEY) == 404
-    assert await api.call("get", "/api/v1/project") == 200
-    assert await api.call("get", "/api/v1/workers") == 200
-
-
-async def _drive_flows(api: Caller) -> None:
-    flow, hello, nothing = "/api/v1/flows/{name}", {"name": "hello"}, {"name": "nothing"}
-    assert await api.call("put", flow, hello, json=HELLO) == 201
-    assert await api.call("put", flow, hello, json=HELLO) == 200
-    assert await api.call("put", flow, {"name": "bad"}, json={"steps": []}) == 422
-    assert await api.call("put", flow, hello, content=b"{") == 400
-    assert await api.call("put", flow, hello, content=TOO_LARGE) == 413
-    assert await api.call("get", "/api/v1/flows") == 200
-    assert await api.call("get", flow, hello) == 200
-    assert await api.call("post", flow + "/disable", hello) == 200
-    assert await api.call("post", flow + "/enable", hello) == 200
-    assert await api.call("delete", flow, hello) == 204
-    for method, path in [("get", flow), ("delete", flow), ("post", flow + "/enable")]:
-        assert await api.call(method, path, nothing) == 404
-    assert await api.call("post", flow + "/disable", nothing) == 404
-
-
-async def _drive_webhooks(api: Caller, ids: dict[str, str]) -> dict[str, str]:
-    """Every webhook and resume reply a worker makes; a run left waiting (for a resume
-    that no worker will continue)."""
-    for path in ("/webhooks/{flow_id}", "/webhooks/{flow_id}/sync"):
-        assert await api.call("post", path, {"flow_id": NOWHERE}, json={}) == 404
-        assert await api.call("post", path, {"flow_id": ids["signed"]}, json={}) == 401
-        json_flow = {"flow_id": ids["json"]}
-        assert await api.call("post", path, json_flow, content=b"{", headers=JSON_TYPE) == 400
-        assert await api.call("post", path, json_flow, content=TOO_LARGE) == 413
-    hook = "/webhooks/{flow_id}/sync"
-    replied = await api.send("post", hook, {"flow_id": ids["json"]}, json={"who": "you"})
-    assert replied.json() == {"hello": "you"}
-    assert (
-        await api.call("post", "/webhooks/{flow_id}", {"flow_id": ids["json"]}, json={"who": 1})
-        == 202
-    )
-    for name, status in [("created", 201), ("created-text", 201), ("fails", 500)]:
-        assert await api.call("post", hook, {"flow_id": ids[name]}) == status
-
-    resume, resume_sync = "/resume/{run_id}/{token}", "/resume/{run_id}/{token}/sync"
-    resumed = await api.asked(ids["asks"])
-    assert await api.call("post", resume, resumed, json={"ok": True}) == 202
-    for path in (resume, resume_sync):
-        assert await api.call("post", path, {**resumed, "token": "wrong"}) == 404
-        assert await api.call("post", path, resumed, json={}) == 409
-        assert await api.call("post", path, resumed, content=b"{", headers=JSON_TYPE) == 400
-        assert await api.call("post", path, resumed, content=TOO_LARGE) == 413
-    output = await api.send("post", resume_sync, await api.asked(ids["asks"]), json=[1])
-    assert output.json() == [1]
-    for name, status in [
-        ("asks-text", 200),
-        ("asks-created", 201),
-        ("asks-created-text", 201),
-        ("asks-fails", 500),
-    ]:
-        assert await api.call("post", resume_sync, await api.asked(ids[name])) == status
-    return await api.asked(ids["asks"])
-
-
-async def _drive_runs(api: Caller, ids: dict[str, str]) -> None:
-    runs, run = "/api/v1/runs", "/api/v1/runs/{run_id}"
-    parent = await api.send("post", "/webhooks/{flow_id}/sync", {"flow_id": ids["parent"]})
-    assert parent.status_code == 200, parent.text
-    shown = await api.send("get", run, {"run_id": parent.headers["x-sluice-run-id"]})
-    assert [child["flow"] for child in shown.json()["children"]] == ["json"]
-    page = await api.send("get", runs, params={"flow": "json", "limit": 1})
-    assert page.json()["next_cursor"] is not None
-    assert await api.call("get", runs, params={"status": "nope"}) == 422
-    live = await api.asked(ids["asks"])
-    assert await api.call("post", run + "/cancel", live) == 200
-    assert await api.call("post", run + "/cancel", live) == 409
-    assert await api.call("post", run + "/retry", live) == 202
-    assert await api.call("post", run + "/retry", live) == 409
-    for method, path in [("get", run), ("post", run + "/cancel"), ("post", run + "/retry")]:
-        assert await api.call(method, path, {"run_id": NOWHERE}) == 404

@@ -153,12 +153,28 @@ def test_validation_problems_name_the_field(client: TestClient) -> None:
     ]
 
 
-def test_workers_are_listed_for_a_project_key(client: TestClient) -> None:
+def test_workers_are_the_admin_keys_view_and_a_project_key_is_a_403(client: TestClient) -> None:
     key = create(client)["api_key"]
-    response = client.get("/api/v1/workers", headers=admin(key))
+    response = client.get("/api/v1/workers", headers=admin())
     assert response.status_code == 200
     assert response.json() == {"workers": []}
+    refused = client.get("/api/v1/workers", headers=admin(key))
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "this view covers every project: it needs the admin key"}
     assert client.get("/api/v1/workers").status_code == 401
+    assert client.get("/api/v1/workers", headers=admin("sk_nope_nope")).status_code == 401
+
+
+def test_metrics_want_the_metrics_token_when_it_is_set(database_url: str) -> None:
+    with app_client(database_url) as open_metrics:
+        assert open_metrics.get("/metrics").status_code == 200
+    with app_client(database_url, metrics_token=SecretStr("m-token")) as client:
+        missing = client.get("/metrics")
+        wrong = client.get("/metrics", headers=admin("not-it"))
+        right = client.get("/metrics", headers=admin("m-token"))
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert missing.headers["content-type"] == "application/json"
+    assert "SLUICE_METRICS_TOKEN" in missing.json()["error"]
 
 
 async def test_first_start_creates_one_project_and_prints_its_key_once(
@@ -176,3 +192,12 @@ async def test_first_start_creates_one_project_and_prints_its_key_once(
         assert response.json()["name"] == "default"
         no_admin = client.post("/api/v1/projects", json={"name": "x"}, headers=admin(key))
         assert "SLUICE_ADMIN_API_KEY" in no_admin.json()["error"]
+
+
+def test_numbers_past_what_postgres_holds_are_a_4xx(client: TestClient) -> None:
+    huge = {"name": "big", "concurrency_limit": 10**30}
+    assert client.post("/api/v1/projects", json=huge, headers=admin()).status_code == 422
+    for project_id in ("99999999999999999999", "²"):
+        path = f"/api/v1/projects/{project_id}"
+        changed = client.patch(path, json={"concurrency_limit": 1}, headers=admin())
+        assert changed.status_code == 404, changed.text
