@@ -142,15 +142,11 @@ class StepTypes:
 
     def http(self, step: HttpStep, key: str, scope: Scope) -> Part:
         context = self.context(scope)
-        url = yield from self.render(step.url, context, key, "url")
-        if isinstance(url, Failed):
-            return url
-        headers = yield from self.render(step.headers, context, key, "headers")
-        if isinstance(headers, Failed):
-            return headers
-        body = yield from self.render(step.body, context, key, "body")
-        if isinstance(body, Failed):
-            return body
+        fields = {"url": step.url, "headers": step.headers, "body": step.body}
+        rendered = yield from self.render_fields(fields, context, key)
+        if isinstance(rendered, Failed):
+            return rendered
+        url, headers, body = rendered["url"], rendered["headers"], rendered["body"]
         if not isinstance(url, str):
             return Failed(StepStatus.FAILED, f"url must render to a string, got {url!r}")
         timeout = step.timeout_seconds or HTTP_TIMEOUT_SECONDS
@@ -306,12 +302,12 @@ class StepTypes:
 
     def respond(self, step: RespondStep, key: str, scope: Scope) -> Part:
         context = self.context(scope)
-        headers = yield from self.render(step.headers, context, key, "headers")
-        if isinstance(headers, Failed):
-            return headers
-        body = yield from self.render(step.body, context, key, "body")
-        if isinstance(body, Failed):
-            return body
+        rendered = yield from self.render_fields(
+            {"headers": step.headers, "body": step.body}, context, key
+        )
+        if isinstance(rendered, Failed):
+            return rendered
+        headers, body = rendered["headers"], rendered["body"]
         headers = {str(k): str(v) for k, v in headers.items()}
         for name, value in headers.items():
             if any(c in value for c in "\r\n\x00"):
@@ -342,6 +338,16 @@ class StepTypes:
         return (
             yield from rendering.value(value, context, key=key, field=field, max_chars=max_chars)
         )
+
+    def render_fields(self, fields: dict[str, Any], context: Mapping[str, Any], key: str) -> Part:
+        """Each of `fields` rendered (by name), or the first `Failed` answer."""
+        rendered: dict[str, Any] = {}
+        for field, value in fields.items():
+            out = yield from self.render(value, context, key, field)
+            if isinstance(out, Failed):
+                return out
+            rendered[field] = out
+        return rendered
 
     def remaining_seconds(self) -> float:
         deadline = self.run_.deadline_at
