@@ -377,6 +377,7 @@ CREATE TABLE public.projects (
     name text NOT NULL,
     concurrency_limit integer,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    allow_network boolean DEFAULT true NOT NULL,
     CONSTRAINT projects_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
     CONSTRAINT projects_name_check CHECK ((name <> ''::text))
 );
@@ -396,6 +397,16 @@ CREATE TABLE public.run_keys (
     run_id uuid NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT run_keys_key_check CHECK ((key <> ''::text))
+);
+
+CREATE TABLE public.secrets (
+    project_id bigint NOT NULL,
+    name text NOT NULL,
+    key_id text NOT NULL,
+    ciphertext bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT secrets_name_check CHECK ((name ~ '^[A-Za-z_][A-Za-z0-9_]{0,127}$'::text))
 );
 
 CREATE VIEW public.sluice_live_flows AS
@@ -440,6 +451,15 @@ ALTER TABLE public.step_runs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+CREATE TABLE public.vars (
+    project_id bigint NOT NULL,
+    name text NOT NULL,
+    value text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT vars_name_check CHECK ((name ~ '^[A-Za-z_][A-Za-z0-9_]{0,127}$'::text))
 );
 
 CREATE TABLE public.waitpoints (
@@ -502,8 +522,14 @@ ALTER TABLE ONLY public.projects
 ALTER TABLE ONLY public.run_keys
     ADD CONSTRAINT run_keys_pkey PRIMARY KEY (flow_id, key);
 
+ALTER TABLE ONLY public.secrets
+    ADD CONSTRAINT secrets_pkey PRIMARY KEY (project_id, name);
+
 ALTER TABLE ONLY public.step_runs
     ADD CONSTRAINT step_runs_pkey PRIMARY KEY (run_id, key);
+
+ALTER TABLE ONLY public.vars
+    ADD CONSTRAINT vars_pkey PRIMARY KEY (project_id, name);
 
 ALTER TABLE ONLY public.waitpoints
     ADD CONSTRAINT waitpoints_pkey PRIMARY KEY (run_id, step_key);
@@ -542,6 +568,8 @@ CREATE INDEX jobs_running_by_project ON public.jobs USING btree (project_id) WHE
 CREATE INDEX run_keys_created_at ON public.run_keys USING btree (created_at);
 
 CREATE INDEX run_keys_run ON public.run_keys USING btree (run_id);
+
+CREATE INDEX secrets_by_key ON public.secrets USING btree (key_id);
 
 CREATE INDEX waitpoints_child ON public.waitpoints USING btree (child_run_id) WHERE (child_run_id IS NOT NULL);
 
@@ -586,8 +614,14 @@ ALTER TABLE ONLY public.run_keys
 ALTER TABLE ONLY public.run_keys
     ADD CONSTRAINT run_keys_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.flow_runs(id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY public.secrets
+    ADD CONSTRAINT secrets_project_id_fkey FOREIGN KEY (project_id) REFERENCES public.projects(id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY public.step_runs
     ADD CONSTRAINT step_runs_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.flow_runs(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.vars
+    ADD CONSTRAINT vars_project_id_fkey FOREIGN KEY (project_id) REFERENCES public.projects(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.waitpoints
     ADD CONSTRAINT waitpoints_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.flow_runs(id) ON DELETE CASCADE;
