@@ -33,6 +33,7 @@ from psycopg_pool.base import AttemptWithBackoff
 from pydantic import SecretStr
 
 from app import embedded
+from app.secrets import keys
 from app.settings import Settings
 
 
@@ -47,7 +48,11 @@ def with_database_url(settings: Settings) -> Settings:
     """Settings whose database URL is resolved, so every component uses the same server."""
     if settings.database_url is not None:
         return settings
-    return settings.model_copy(update={"database_url": SecretStr(resolve_database_url(settings))})
+    resolved: dict[str, SecretStr] = {"database_url": SecretStr(resolve_database_url(settings))}
+    if settings.secrets_key is None:
+        # The embedded default keeps its secrets' key next to its data (SLUICE_SECRETS_KEY).
+        resolved["secrets_key"] = SecretStr(keys.embedded_key(settings.data_dir))
+    return settings.model_copy(update=resolved)
 
 
 def database_url(settings: Settings) -> str:

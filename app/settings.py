@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     retry_base_seconds: PositiveSeconds = 1.0
     retry_max_seconds: PositiveSeconds = 300.0
 
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet keys secrets are encrypted under, comma-separated, newest first; "
+        "unset with the embedded database: a key generated into <SLUICE_DATA_DIR>/secrets.key. "
+        "Never logged.",
+    )
     admin_api_key: SecretStr | None = Field(
         default=None, description="Bearer key for project administration; never logged."
     )
@@ -246,7 +252,7 @@ def _describe(exc: ValidationError) -> str:
         if field:
             name = f"SLUICE_{field.upper()}"
             value = os.environ.get(name)
-            secret = "database_url" in field or "api_key" in field or "token" in field
+            secret = any(word in field for word in ("database_url", "api_key", "token", "key"))
             shown = "" if value is None or secret else f" (got {value!r})"
             problems.append(f"{name}{shown}: {message}")
         else:

@@ -52,6 +52,7 @@ _PATTERN_HINTS = {
 FlowName = Annotated[str, Field(pattern=FLOW_NAME_PATTERN)]
 StepId = Annotated[str, Field(pattern=STEP_ID_PATTERN, max_length=64)]
 Template = Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)]
+SecretName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 Requirement = Annotated[str, Field(pattern=REQUIREMENT_PATTERN, max_length=200)]
 Headers = dict[Annotated[str, Field(pattern=HEADER_NAME_PATTERN)], Template]
 
@@ -86,6 +87,8 @@ class CodeStep(_Step):
     input: JsonValue = None
     requirements: list[Requirement] = Field(default_factory=list, max_length=50)
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    secrets: list[SecretName] = Field(default_factory=list, max_length=50)
+    """The project's secrets the code reads from ``ctx["secrets"]`` (sent with the step)."""
 
 
 class HttpStep(_Step):

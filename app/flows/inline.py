@@ -75,13 +75,22 @@ _INLINE_NODES = (
 )
 
 
+KEYED = ("steps", "secrets", "vars")
+"""Context names whose entries a template names one by one (``steps.a``, ``secrets.TOKEN``)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Needs:
-    """The context names a template reads; of ``steps``, only `step_ids` when it reads
-    fixed ones (``steps.a.output``, ``steps['a']``), every step when None."""
+    """The context names a template reads; of each of `KEYED`, the fixed keys it reads
+    (``steps.a.output``, ``secrets['TOKEN']``), or None when it reads them otherwise
+    (``steps[x]``, ``secrets|list``) or sets the name."""
 
     names: frozenset[str]
-    step_ids: frozenset[str] | None
+    keys: dict[str, frozenset[str] | None]
+
+    def fixed(self, name: str) -> frozenset[str] | None:
+        """The keys of `name` read (empty when `name` is not read at all)."""
+        return self.keys.get(name, frozenset()) if name in self.names else frozenset()
 
 
 def is_inline(tree: nodes.Template) -> bool:
@@ -102,29 +111,31 @@ def needs_of(tree: nodes.Template) -> Needs:
     """What `tree` may read from its context: every name it loads (one it also sets may be
     read before it is set)."""
     loads = [node.name for node in tree.find_all(nodes.Name) if node.ctx == "load"]
-    rebinds_steps = any(
-        node.name == "steps" for node in tree.find_all(nodes.Name) if node.ctx != "load"
-    )
-    uses = loads.count("steps")
-    fixed: set[str] = set()
-    for node in _all(tree):
-        step_id = _fixed_step(node)
-        if step_id is not None:
-            fixed.add(step_id)
-            uses -= 1
-    exact = uses == 0 and not rebinds_steps
-    return Needs(frozenset(loads), frozenset(fixed) if exact else None)
+    rebound = {node.name for node in tree.find_all(nodes.Name) if node.ctx != "load"}
+    keys: dict[str, frozenset[str] | None] = {}
+    for root in KEYED:
+        uses = loads.count(root)
+        if not uses:
+            continue
+        fixed: set[str] = set()
+        for node in _all(tree):
+            key = _fixed_key(node, root)
+            if key is not None:
+                fixed.add(key)
+                uses -= 1
+        keys[root] = frozenset(fixed) if uses == 0 and root not in rebound else None
+    return Needs(frozenset(loads), keys)
 
 
-def _fixed_step(node: nodes.Node) -> str | None:
-    """The step id of ``steps.<id>`` or ``steps['<id>']``, else None."""
+def _fixed_key(node: nodes.Node, root: str) -> str | None:
+    """The key of ``<root>.<key>`` or ``<root>['<key>']``, else None."""
     if isinstance(node, nodes.Getattr):
         inner, key = node.node, node.attr
     elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
         inner, key = node.node, node.arg.value
     else:
         return None
-    if isinstance(inner, nodes.Name) and inner.name == "steps" and inner.ctx == "load":
+    if isinstance(inner, nodes.Name) and inner.name == root and inner.ctx == "load":
         return key if isinstance(key, str) else None
     return None
 

@@ -5,8 +5,9 @@ included), nests no deeper than `MAX_NESTING_DEPTH` (checked on the raw document
 pydantic recurses into it, so a deep document costs no deep recursion), has at most
 `MAX_STEPS` steps, every template in it compiles, every templated value that is not a
 plain string stays within `MAX_VALUE_CHARS` as JSON, a literal loop list within
-`MAX_LOOP_ITEMS`, and every code step's code compiles as Python: what deploy can know is
-wrong does not wait for a run to fail.
+`MAX_LOOP_ITEMS`, every code step's code compiles as Python, and ``secrets.NAME`` is used
+only where a value is sent and never recorded (`SECRET_FIELDS` of an http step), each
+secret by name: what deploy can know is wrong does not wait for a run to fail.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ MAX_NESTING_DEPTH = 8
 MAX_LOOP_ITEMS = 1000
 MAX_VALUE_CHARS = 16 * 1024
 """A templated JSON value (a respond body, an http body, an input) as JSON text."""
+SECRET_FIELDS = ("url", "headers", "body")
+"""The only templated fields (of an http step) where ``secrets.NAME`` may be used: what is
+rendered there is sent, never recorded or returned."""
 
 
 class Checked(Protocol):
@@ -83,13 +87,28 @@ def _too_deep(steps: Any, path: str, depth: int) -> str | None:
 
 
 def _template_problems(step: Checked, path: str) -> Iterator[tuple[str, str]]:
-    compiles = templating.check_condition if step.type == "branch" else templating.check
+    compiles = (
+        templating.compile_condition if step.type == "branch" else templating.compile_template
+    )
     for name in step.templated:
-        for where, text in _strings(getattr(step, name), f"{path}.{name}"):
+        for where, text in template_strings(getattr(step, name), f"{path}.{name}"):
             try:
-                compiles(text)
+                needs = compiles(text).needs
             except templating.TemplateError as exc:
                 yield where, exc.message
+                continue
+            if "secrets" not in needs.names:
+                continue
+            if needs.fixed("secrets") is None:
+                yield where, "name each secret: secrets.NAME (secrets cannot be listed or looped)"
+            elif not (step.type == "http" and name in SECRET_FIELDS):
+                yield (
+                    where,
+                    (
+                        "secrets can be used only in an http step's url, headers and body "
+                        "(a code step lists the ones it needs in `secrets`)"
+                    ),
+                )
 
 
 def _value_problems(step: Checked, path: str) -> Iterator[tuple[str, str]]:
@@ -118,12 +137,12 @@ def _code_problems(code: str, path: str) -> Iterator[tuple[str, str]]:
         yield path, f"the code cannot be compiled: {type(exc).__name__}: {exc}"
 
 
-def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+def template_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     if isinstance(value, str):
         yield path, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _strings(item, problems.join(path, key))
+            yield from template_strings(item, problems.join(path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _strings(item, f"{path}[{index}]")
+            yield from template_strings(item, f"{path}[{index}]")

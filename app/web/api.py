@@ -19,7 +19,7 @@ from app import metrics
 from app.flows import run_views
 from app.flows.model import RunStatus
 from app.flows.run_views import Run, RunSummary
-from app.web import flows, health, projects, runs, schemas, webhooks
+from app.web import flows, health, projects, runs, schemas, secrets, webhooks
 from app.web import metrics as web_metrics
 from app.web._shared import (
     IDEMPOTENCY,
@@ -185,6 +185,55 @@ _FLOWS = (
         {"200": json_reply("The flow's new state.", schemas.FlowEnabled), **NOT_FOUND},
     ),
 )
+_BAD_NAME = error_reply("The name is not letters, digits and _ (not starting with a digit).")
+_SECRETS = (
+    Operation(
+        "GET /api/v1/secrets",
+        secrets.list_secrets,
+        {"200": json_reply("The secrets' names and times, never values.", schemas.SecretList)},
+    ),
+    Operation(
+        "PUT /api/v1/secrets/{name}",
+        secrets.put_secret,
+        {
+            "200": json_reply("Replaced.", schemas.Secret),
+            "201": json_reply("Created.", schemas.Secret),
+            "503": error_reply("No SLUICE_SECRETS_KEY: secrets cannot be stored."),
+            **VALIDATED_BODY,
+        },
+        body=json_body(secrets.SecretValue),
+    ),
+    Operation(
+        "DELETE /api/v1/secrets/{name}",
+        secrets.delete_secret,
+        {"204": Reply("Deleted."), "422": _BAD_NAME, **NOT_FOUND},
+    ),
+    Operation(
+        "GET /api/v1/vars",
+        secrets.list_vars,
+        {"200": json_reply("The vars with their values.", schemas.VarList)},
+    ),
+    Operation(
+        "GET /api/v1/vars/{name}",
+        secrets.get_var,
+        {"200": json_reply("The var.", schemas.Var), "422": _BAD_NAME, **NOT_FOUND},
+    ),
+    Operation(
+        "PUT /api/v1/vars/{name}",
+        secrets.put_var,
+        {
+            "200": json_reply("Replaced.", schemas.Var),
+            "201": json_reply("Created.", schemas.Var),
+            **VALIDATED_BODY,
+        },
+        body=json_body(secrets.VarValue),
+    ),
+    Operation(
+        "DELETE /api/v1/vars/{name}",
+        secrets.delete_var,
+        {"204": Reply("Deleted."), "422": _BAD_NAME, **NOT_FOUND},
+    ),
+)
 _RUNS = (
     Operation(
         "GET /api/v1/runs",
@@ -271,6 +320,7 @@ SECTIONS = (
     Section("projects", PROJECT_KEY, _database(_OWN_PROJECT)),
     Section("flows", None, _FLOW_SCHEMA),
     Section("flows", PROJECT_KEY, _database(_FLOWS)),
+    Section("secrets", PROJECT_KEY, _database(_SECRETS)),
     Section("runs", PROJECT_KEY, _database(_RUNS)),
     Section("webhooks", None, _database(_WEBHOOKS)),
 )

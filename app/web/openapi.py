@@ -39,6 +39,7 @@ _TAGS = {
     "probes": "Liveness, readiness and metrics; no key needed.",
     "projects": "Project administration (admin key) and the caller's project.",
     "flows": "Flow definitions, deployed as numbered immutable versions.",
+    "secrets": "Secrets (write-only, encrypted at rest) and vars of the caller's project.",
     "runs": "Runs of the caller's project; another project's answer 404.",
     "webhooks": "Start runs, and resume the ones waiting for a webhook.",
 }

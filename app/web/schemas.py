@@ -201,3 +201,32 @@ class FlowEnabled(TypedDict):
 class RunList(View):
     runs: list[RunSummary]
     next_cursor: str | None = Field(description="The next page's `cursor`; null on the last.")
+
+
+# --- secrets and vars -----------------------------------------------------------------------
+
+
+class Secret(View):
+    """A secret: its name and times, never its value."""
+
+    name: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    used_by: list[str] = Field(
+        default_factory=list, description="The project's flows whose latest version uses it."
+    )
+
+
+class SecretList(View):
+    secrets: list[Secret]
+
+
+class Var(View):
+    name: str
+    value: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class VarList(View):
+    vars: list[Var]

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from app.secrets.keys import generate_key
 from app.web.api import document
 from tests.flows.stack import ADMIN, running_stack
 from tests.web.apps import ADMIN as WEB_ADMIN
@@ -126,7 +127,9 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
             assert answer.status_code == 503, (method, path, answer.text)
             driven.add(conforms(doc, path, method, answer))
 
-    async with running_stack(database_url, max_body_bytes=1024) as stack:
+    async with running_stack(
+        database_url, max_body_bytes=1024, secrets_key=SecretStr(generate_key())
+    ) as stack:
         api = Caller(doc, stack.client, driven)
         for path in ("/health", "/ready", "/metrics", "/openapi.json", "/api/v1/flow-schema"):
             assert await api.call("get", path) == 200
@@ -135,6 +138,7 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
                 assert await api.call(method, path, ANY_PARAMETERS, headers=NO_KEY) == 401
         await _drive_projects(api)
         await _drive_flows(api)
+        await _drive_secrets(api)
         ids = {flow["name"]: (await stack.deploy(flow))["id"] for flow in FLOWS}
         waiting = await _drive_webhooks(api, ids)
         await _drive_runs(api, ids)
@@ -150,6 +154,11 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
         api = Caller(doc, stack.client, driven)
         await _drive_slow_bodies(api, ids, waiting)
         assert await api.call("get", "/metrics") == 401
+        # No SLUICE_SECRETS_KEY with an external database: secrets cannot be stored.
+        secret = {"name": "TOKEN"}
+        assert (
+            await api.call("put", "/api/v1/secrets/{name}", secret, json={"value": "abcd"}) == 503
+        )
         token = {"authorization": "Bearer metrics-token"}
         assert await api.call("get", "/metrics", headers=token) == 200
 
@@ -205,6 +214,8 @@ async def _drive_slow_bodies(api: Caller, ids: dict[str, str], waiting: dict[str
         ("post", "/api/v1/projects/{project_id}/api-keys", {"project_id": 1}, ADMIN),
         ("patch", "/api/v1/projects/{project_id}", {"project_id": 1}, ADMIN),
         ("put", "/api/v1/flows/{name}", {"name": "slow"}, None),
+        ("put", "/api/v1/secrets/{name}", {"name": "SLOW"}, None),
+        ("put", "/api/v1/vars/{name}", {"name": "SLOW"}, None),
         ("post", "/webhooks/{flow_id}", {"flow_id": ids["json"]}, None),
         ("post", "/webhooks/{flow_id}/sync", {"flow_id": ids["json"]}, None),
         ("post", "/resume/{run_id}/{token}", waiting, None),
@@ -249,6 +260,24 @@ async def _drive_flows(api: Caller) -> None:
     for method, path in [("get", flow), ("delete", flow), ("post", flow + "/enable")]:
         assert await api.call(method, path, nothing) == 404
     assert await api.call("post", flow + "/disable", nothing) == 404
+
+
+async def _drive_secrets(api: Caller) -> None:
+    for kind, value in (("secrets", "s3cret-value"), ("vars", "plain")):
+        one, named, bad = f"/api/v1/{kind}/{{name}}", {"name": "TOKEN"}, {"name": "9-bad"}
+        assert await api.call("put", one, named, json={"value": value}) == 201
+        assert await api.call("put", one, named, json={"value": value}) == 200
+        assert await api.call("put", one, named, json={"nom": 1}) == 422
+        assert await api.call("put", one, named, content=b"{") == 400
+        assert await api.call("put", one, named, content=TOO_LARGE) == 413
+        assert await api.call("get", f"/api/v1/{kind}") == 200
+        if kind == "vars":
+            assert await api.call("get", one, named) == 200
+            assert await api.call("get", one, bad) == 422
+            assert await api.call("get", one, {"name": "NOSUCH"}) == 404
+        assert await api.call("delete", one, named) == 204
+        assert await api.call("delete", one, named) == 404
+        assert await api.call("delete", one, bad) == 422
 
 
 async def _drive_webhooks(api: Caller, ids: dict[str, str]) -> dict[str, str]:

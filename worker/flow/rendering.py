@@ -103,7 +103,8 @@ def failed(field: str, error: str, *, limit: bool) -> Failed:
 
 def _needed(needs: Needs, context: Mapping[str, Any]) -> dict[str, Any]:
     subset = {name: context[name] for name in needs.names if name in context}
-    steps = subset.get("steps")
-    if isinstance(steps, dict) and needs.step_ids is not None:
-        subset["steps"] = {step: steps[step] for step in needs.step_ids if step in steps}
+    for name, keys in needs.keys.items():
+        entries = subset.get(name)
+        if isinstance(entries, dict) and keys is not None:
+            subset[name] = {key: entries[key] for key in keys if key in entries}
     return subset
