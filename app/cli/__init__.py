@@ -1,6 +1,7 @@
 """The `sluice` command line.
 
-`serve` and `migrate` run the server (`app.cli.server`). Every other command is a client of
+`serve`, `migrate` and `secrets` (rotate, generate-key) run where the server runs
+(`app.cli.server`). Every other command is a client of
 a running server, over HTTP only (`app.cli.client`): flows (`app.cli.flows`), runs
 (`app.cli.runs`), workers and administration (`app.cli.admin`). The arguments are
 `app.cli.parser`'s, the text `app.cli.output`'s.
@@ -22,7 +23,7 @@ from app.cli.parser import DEFAULT_URL, KEYS, build_parser
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("serve", "migrate"):
+    if args.command in ("serve", "migrate", "secrets"):
         # Imported here: the server's modules (alembic, psycopg, pydantic) take longer to
         # load than a client command takes to run.
         from app.cli import server

@@ -147,6 +147,21 @@ class Client:
     def delete_flow(self, name: str) -> None:
         self._send("DELETE", f"/api/v1/flows/{_segment(name)}")
 
+    # Secrets and vars
+
+    def put_named(self, kind: str, name: str, value: str) -> JsonObject:
+        """Set a secret or var (`kind`: ``secrets`` or ``vars``)."""
+        return self._json("PUT", f"/api/v1/{kind}/{_segment(name)}", json={"value": value})
+
+    def list_named(self, kind: str) -> JsonObject:
+        return self._json("GET", f"/api/v1/{kind}")
+
+    def get_var(self, name: str) -> JsonObject:
+        return self._json("GET", f"/api/v1/vars/{_segment(name)}")
+
+    def delete_named(self, kind: str, name: str) -> None:
+        self._send("DELETE", f"/api/v1/{kind}/{_segment(name)}")
+
     # Webhooks
 
     def trigger(self, flow_id: str, data: Any, *, secret: str | None = None) -> JsonObject:

@@ -1,11 +1,12 @@
-"""The `sluice` command's arguments: `serve` and `migrate`, and the client commands of each
-noun (`app.cli.flows`, `app.cli.runs`, `app.cli.admin`) with the options they share."""
+"""The `sluice` command's arguments: `serve`, `migrate` and `secrets`, and the client
+commands of each noun (`app.cli.flows`, `app.cli.secrets`, `app.cli.runs`, `app.cli.admin`)
+with the options they share."""
 
 from __future__ import annotations
 
 import argparse
 
-from app.cli import admin, flows, runs
+from app.cli import admin, flows, runs, secrets
 
 ROLES = ("app", "worker", "worker_and_app")
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -38,8 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="change nothing; exit 1 when the schema is not at the latest version",
     )
 
+    keys = commands.add_parser(
+        "secrets", help="the keys secrets are encrypted under (run where the server runs)"
+    )
+    key_actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    key_actions.add_parser(
+        "rotate", help="re-encrypt every secret under the newest key of SLUICE_SECRETS_KEY"
+    )
+    key_actions.add_parser("generate-key", help="print a new key for SLUICE_SECRETS_KEY")
+
     project_options, admin_options = _client_options(admin=False), _client_options(admin=True)
     flows.add_commands(commands, project_options)
+    secrets.add_commands(commands, project_options)
     runs.add_commands(commands, project_options)
     admin.add_commands(commands, project_options, admin_options)
     return parser

@@ -1,4 +1,5 @@
-"""`sluice serve` and `sluice migrate`: the commands that run the server and its schema."""
+"""`sluice serve`, `sluice migrate` and `sluice secrets`: the commands that run the server,
+its schema and its secrets' keys."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import psycopg
 
 from app import bootstrap, db, schema
 from app.embedded import EmbeddedDatabaseError
+from app.secrets import keys, masking
+from app.secrets import store as secrets_store
 from app.settings import ContainerType, Settings, SettingsError, load_settings
 from migrations import runner
 
@@ -30,10 +33,15 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"sluice: {exc}", file=sys.stderr)
         return 2
+    if args.command == "secrets" and args.action == "generate-key":
+        print(keys.generate_key())
+        return 0
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(masking.MaskSecrets())  # no secret a worker loaded is logged
     # The embedded server's wrapper narrates every pg_ctl call at INFO.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     # The pool warns on every reconnect attempt while the database is away; Sluice's own
@@ -44,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         settings = db.with_database_url(settings)
         if args.command == "migrate":
             return _migrate(settings, check=args.check)
+        if args.command == "secrets":
+            return asyncio.run(_rotate(settings))
         return _serve(settings)
     except EmbeddedDatabaseError as exc:
         print(f"sluice: {exc}", file=sys.stderr)
@@ -65,6 +75,28 @@ def _migrate(settings: Settings, *, check: bool) -> int:
         return 1
     schema.upgrade(url)
     print(f"schema at head ({schema.head_revision()})")
+    return 0
+
+
+async def _rotate(settings: Settings) -> int:
+    try:
+        ring = keys.keyring(settings)
+    except keys.SecretsUnavailable as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
+    async with await psycopg.AsyncConnection.connect(db.direct_url(settings)) as conn:
+        try:
+            done = await secrets_store.rotate(conn, ring)
+        except keys.UnknownKey as exc:
+            print(f"sluice: {exc}", file=sys.stderr)
+            return 1
+        held = await secrets_store.count_by_key(conn)
+    print(f"re-encrypted {done} secret(s) under key {ring.newest_id}")
+    left = sum(count for key_id, count in held.items() if key_id != ring.newest_id)
+    if left:
+        print(f"{left} secret(s) are still under older keys (being written): run it again")
+        return 1
+    print("no secret is left under an older key: older keys can be dropped from SLUICE_SECRETS_KEY")
     return 0
 
 

@@ -7,14 +7,17 @@ flows are indistinguishable from missing ones (404).
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
+from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.flows import FlowDefinitionError, flow_json_schema, parse_flow, store
 from app.flows.definition import CallFlowStep
+from app.secrets import references
+from app.secrets import store as secrets_store
 from app.web import auth, schemas
 from app.web.body import json_body
 from app.web.errors import ApiError
@@ -59,7 +62,10 @@ async def deploy_flow(request: Request) -> JSONResponse:
         for path, step in definition.iter_steps()
         if isinstance(step, CallFlowStep) and step.flow != name
     ]
+    named = references.of(definition)
     async with request.state.pool.connection() as conn:
+        if named.secrets or named.vars:
+            await _check_named(conn, project_id, named)
         deployed = await store.deploy(conn, project_id, definition)
         live = await store.live_names(conn, project_id, (flow for _, flow in calls))
     warnings = [
@@ -79,6 +85,24 @@ async def deploy_flow(request: Request) -> JSONResponse:
         warnings=warnings,
     )
     return reply(view, 201 if deployed.created else 200)
+
+
+async def _check_named(
+    conn: AsyncConnection[Any], project_id: int, named: references.References
+) -> None:
+    """Refuse a definition naming secrets or vars the project does not have."""
+    secrets, variables = await secrets_store.missing(conn, project_id, named.secrets, named.vars)
+    if secrets or variables:
+        problems = [
+            Problem(path=f"secrets.{name}", message=f"no secret {name!r} in this project")
+            for name in secrets
+        ] + [
+            Problem(path=f"vars.{name}", message=f"no var {name!r} in this project")
+            for name in variables
+        ]
+        raise ApiError(
+            422, "the flow names secrets or vars the project does not have", problems=problems
+        )
 
 
 async def list_flows(request: Request) -> JSONResponse:

@@ -23,6 +23,8 @@ from tests.integration.helpers import connect, eventually
 from worker.runner import Worker
 
 ADMIN = "admin-key-for-flow-tests"
+SECRETS_KEY = "hN0FZbLmC3Fq2v0l0cYv9m3yq8B4d7Gd2m2rX4x3r0M="
+"""A Fernet key of the tests (an external database needs SLUICE_SECRETS_KEY)."""
 FINAL = frozenset(status.value for status in RunStatus if status.final)
 
 
@@ -112,6 +114,7 @@ async def running_stack(
         "poll_interval_seconds": 0.5,
         "maintenance_interval_seconds": 0.5,
         "http_allow_private": True,
+        "secrets_key": SecretStr(SECRETS_KEY),
         **overrides,
     }
     settings = Settings(**values)

@@ -21,13 +21,13 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLUICE_CONTAINER_TYPE", "WORKER")
     monkeypatch.setenv("SLUICE_PORT", "9000")
-    monkeypatch.setenv("SLUICE_DATABASE_URL", "postgresql://u:secret@db/sluice")
+    monkeypatch.setenv("SLUICE_DATABASE_URL", "postgresql://u:pa55word@db/sluice")
     settings = load_settings()
     assert settings.container_type is ContainerType.WORKER
     assert settings.container_type.runs_worker
     assert not settings.container_type.runs_app
     assert settings.port == 9000
-    assert "secret" not in repr(settings)
+    assert "pa55word" not in repr(settings)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from app.settings import Settings
 from app.web import create_app
+from tests.flows.stack import SECRETS_KEY
 
 ADMIN = "admin-secret-for-tests"
 
@@ -21,6 +22,7 @@ def app_settings(database_url: str, **overrides: Any) -> Settings:
         "admin_api_key": SecretStr(ADMIN),
         "pool_min_size": 1,
         "pool_max_size": 4,
+        "secrets_key": SecretStr(SECRETS_KEY),
         **overrides,
     }
     return Settings(**values)

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from app.secrets.keys import generate_key
 from app.web.api import document
 from tests.flows.stack import ADMIN, running_stack
 from tests.web.apps import ADMIN as WEB_ADMIN
@@ -127,9 +126,7 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
             assert answer.status_code == 503, (method, path, answer.text)
             driven.add(conforms(doc, path, method, answer))
 
-    async with running_stack(
-        database_url, max_body_bytes=1024, secrets_key=SecretStr(generate_key())
-    ) as stack:
+    async with running_stack(database_url, max_body_bytes=1024) as stack:
         api = Caller(doc, stack.client, driven)
         for path in ("/health", "/ready", "/metrics", "/openapi.json", "/api/v1/flow-schema"):
             assert await api.call("get", path) == 200
@@ -150,6 +147,7 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
         project="slow",
         http_body_timeout_seconds=0.3,
         metrics_token=SecretStr("metrics-token"),
+        secrets_key=None,
     ) as stack:
         api = Caller(doc, stack.client, driven)
         await _drive_slow_bodies(api, ids, waiting)

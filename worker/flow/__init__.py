@@ -27,7 +27,7 @@ from app.flows.model import LoadedRun, RunStatus, StepRecord
 from app.jobs import Job
 from app.settings import Settings
 from worker.executor import SETTLED, RetryableJobError, Settled
-from worker.flow import replay
+from worker.flow import named, replay
 from worker.flow.context import FlowPlan
 from worker.flow.effects import (
     Abandon,
@@ -109,7 +109,8 @@ class FlowEngine:
         plan = await self._plan(session, run.flow_version_id)
         clock = self.clock or _Clock(run.db_now).now
         observe = functools.partial(_observe, session.metric_labels)
-        walk = replay.walk(plan, run, self.config, clock=clock, on_attempt=observe)
+        names = await named.load(self.services.pool, self.settings, run.project_id, plan.names)
+        walk = replay.walk(plan, run, self.config, clock=clock, on_attempt=observe, named=names)
         try:
             effect = next(walk)
             while True:

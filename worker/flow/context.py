@@ -9,6 +9,7 @@ templates in that scope can use.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,8 @@ from uuid import UUID
 from app.flows import resume
 from app.flows.definition import BranchStep, FlowDefinition, LoopStep, Step, WaitForWebhookStep
 from app.flows.model import LoadedRun, StepRecord
+from app.secrets import references
+from app.secrets.masking import NO_SECRETS, Masker
 
 
 class FlowPlan:
@@ -24,6 +27,8 @@ class FlowPlan:
 
     def __init__(self, definition: FlowDefinition) -> None:
         self.definition = definition
+        self.names = references.of(definition)
+        """The secrets and vars it names (loaded for each execution)."""
         # The wait_for_webhook steps reachable in each loop scope (None: the top level).
         self.waits_by_scope: dict[str | None, list[str]] = {}
         self._collect(definition.steps, None)
@@ -60,6 +65,24 @@ class Scope:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class Named:
+    """The secrets and vars of the run's project that its flow names."""
+
+    secrets: dict[str, str] = dataclasses.field(default_factory=dict)
+    vars: dict[str, str] = dataclasses.field(default_factory=dict)
+    unavailable: str | None = None
+    """Why the secrets could not be read (no key, an unknown key)."""
+
+    @functools.cached_property
+    def masker(self) -> Masker:
+        """Masks the secrets in what a step's record holds."""
+        return Masker(self.secrets.values()) if self.secrets else NO_SECRETS
+
+
+NOTHING_NAMED = Named()
+
+
 def idempotency_key(run_id: UUID, step_key: str) -> str:
     """The same for every attempt of one step instance of one run: what an external service
     can deduplicate a step's effect by (an attempt repeated after a lost lease included)."""
@@ -68,10 +91,10 @@ def idempotency_key(run_id: UUID, step_key: str) -> str:
 
 
 def template_context(
-    run: LoadedRun, plan: FlowPlan, scope: Scope, public_url: str
+    run: LoadedRun, plan: FlowPlan, scope: Scope, public_url: str, variables: dict[str, str]
 ) -> dict[str, Any]:
-    """The names a template in `scope` can use: trigger, steps, flow, run, resume_urls, and
-    a loop's item and index."""
+    """The names a template in `scope` can use: trigger, steps, flow, run, resume_urls,
+    vars, and a loop's item and index (an http step's also `secrets`)."""
     urls = {
         step_id: resume.url(public_url, run.id, run.resume_secret, scope.prefix + step_id)
         for step_id in plan.waits_by_scope.get(scope.loop, ())
@@ -85,5 +108,6 @@ def template_context(
             "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
         },
         "resume_urls": urls,
+        "vars": variables,
         **scope.variables,
     }

@@ -19,6 +19,8 @@ Invariants kept here:
   (`continue_on_error`); a paused or retrying step is run (again).
 * An attempt the run's deadline cut short ends the run as TIMEOUT, whatever the step's
   retry or continue_on_error say.
+* What is recorded, seen by later steps and ends the run is the record, in which the
+  flow's secrets are masked: an answer's own values go no further than their record.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from app.flows.definition import (
     WaitForWebhookStep,
 )
 from app.flows.model import LoadedRun, RunStatus, StepRecord, StepStatus, Writes
-from worker.flow.context import FlowPlan, Scope
+from worker.flow.context import NOTHING_NAMED, FlowPlan, Named, Scope
 from worker.flow.effects import (
     Abandon,
     Answer,
@@ -74,12 +76,14 @@ def walk(
     clock: Callable[[], datetime],
     new_id: Callable[[], UUID] = uuid4,
     on_attempt: Callable[[StepRecord], None] = lambda _record: None,
+    named: Named = NOTHING_NAMED,
 ) -> Walk:
     """The walk over `run`: send each yielded effect its answer; it returns the outcome.
 
     `clock` is the database's time; `new_id` names child runs; `on_attempt` is told of the
-    record of every attempt (the step-duration metric)."""
-    return _Replay(plan, run, config, clock, new_id, on_attempt).run()
+    record of every attempt (the step-duration metric); `named` holds the secrets and vars
+    the flow names."""
+    return _Replay(plan, run, config, clock, new_id, on_attempt, named).run()
 
 
 class _Replay(StepTypes):
@@ -91,8 +95,10 @@ class _Replay(StepTypes):
         clock: Callable[[], datetime],
         new_id: Callable[[], UUID],
         on_attempt: Callable[[StepRecord], None],
+        named: Named,
     ) -> None:
         self.plan = plan
+        self.named = named
         self.run_ = run
         self.config = config
         self.clock = clock
@@ -150,10 +156,10 @@ class _Replay(StepTypes):
             if isinstance(answer, Done):
                 self.pending[key] = record
                 scope.see(step.id, record)
-                return answer.output
+                return record.output
             if answer.cut_short:
                 self.pending[key] = record
-                return Finish(status=RunStatus.TIMEOUT, error=f"step '{key}': {answer.error}")
+                return Finish(status=RunStatus.TIMEOUT, error=f"step '{key}': {record.error}")
             if step.retry is not None and attempts < step.retry.max_attempts and not answer.final:
                 self.pending[key] = dataclasses.replace(record, status=StepStatus.RETRYING)
                 if step.retry.backoff_seconds > 0:
@@ -164,23 +170,25 @@ class _Replay(StepTypes):
             if step.continue_on_error:
                 return None
             status = _RUN_STATUS_FOR_STEP.get(answer.status, RunStatus.FAILED)
-            return Finish(status=status, error=f"step '{key}' failed: {answer.error}")
+            return Finish(status=status, error=f"step '{key}' failed: {record.error}")
 
     def record(
         self, step: Step, key: str, answer: Done | Failed, attempts: int, started: datetime
     ) -> StepRecord:
-        """The record of one attempt of a step (told to `on_attempt`)."""
+        """The record of one attempt of a step (told to `on_attempt`), the flow's secrets
+        masked in it."""
         failed = answer if isinstance(answer, Failed) else None
+        mask = self.named.masker
         record = StepRecord(
             key=key,
             step_id=step.id,
             type=step.type,
             status=failed.status if failed else StepStatus.SUCCEEDED,
             attempts=attempts,
-            output=answer.output,
-            error=failed.error if failed else None,
-            stdout=answer.stdout,
-            stderr=answer.stderr,
+            output=mask.value(answer.output),
+            error=mask.text(failed.error) if failed else None,
+            stdout=None if answer.stdout is None else mask.text(answer.stdout),
+            stderr=None if answer.stderr is None else mask.text(answer.stderr),
             started_at=started,
             finished_at=self.clock(),
         )

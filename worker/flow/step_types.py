@@ -30,7 +30,7 @@ from app.flows.model import LoadedRun, RunStatus, StepRecord, StepStatus, Waitpo
 from app.flows.structure import MAX_LOOP_ITEMS
 from app.settings import Settings
 from worker.flow import rendering
-from worker.flow.context import FlowPlan, Scope, idempotency_key, template_context
+from worker.flow.context import FlowPlan, Named, Scope, idempotency_key, template_context
 from worker.flow.effects import (
     Abandon,
     Answer,
@@ -90,6 +90,7 @@ class StepTypes:
     new_id: Callable[[], UUID]
     response: dict[str, Any] | None
     responded: bool
+    named: Named
 
     def steps(self, steps: list[Step], scope: Scope) -> Part:
         raise NotImplementedError
@@ -116,6 +117,11 @@ class StepTypes:
             "resume_urls": context["resume_urls"],
             "idempotency_key": idempotency_key(self.run_.id, key),
         }
+        if step.secrets:
+            secrets = self.secrets_for(step.secrets)
+            if isinstance(secrets, Failed):
+                return secrets
+            ctx["secrets"] = secrets
         timeout = step.timeout_seconds or self.config.step_timeout_seconds
         remaining = self.remaining_seconds()
         if remaining <= 0:
@@ -130,7 +136,8 @@ class StepTypes:
             writes=self.take(),
         )
         if isinstance(answer, Broken):
-            return Abandon(error=f"sandbox failure in step '{key}': {answer.error}")
+            error = self.named.masker.text(answer.error)
+            return Abandon(error=f"sandbox failure in step '{key}': {error}")
         if (
             isinstance(answer, Failed)
             and answer.status is StepStatus.TIMEOUT
@@ -142,6 +149,10 @@ class StepTypes:
 
     def http(self, step: HttpStep, key: str, scope: Scope) -> Part:
         context = self.context(scope)
+        if self.plan.names.secrets:
+            if self.named.unavailable is not None:
+                return Failed(StepStatus.FAILED, self.named.unavailable, final=True)
+            context["secrets"] = self.named.secrets
         fields = {"url": step.url, "headers": step.headers, "body": step.body}
         rendered = yield from self.render_fields(fields, context, key)
         if isinstance(rendered, Failed):
@@ -330,7 +341,18 @@ class StepTypes:
     # --- context and time --------------------------------------------------------------------
 
     def context(self, scope: Scope) -> dict[str, Any]:
-        return template_context(self.run_, self.plan, scope, self.config.public_url)
+        config = self.config
+        return template_context(self.run_, self.plan, scope, config.public_url, self.named.vars)
+
+    def secrets_for(self, names: list[str]) -> dict[str, str] | Failed:
+        """A code step's declared secrets, or why it cannot have them."""
+        if self.named.unavailable is not None:
+            return Failed(StepStatus.FAILED, self.named.unavailable, final=True)
+        missing = [name for name in names if name not in self.named.secrets]
+        if missing:
+            listed = ", ".join(repr(name) for name in missing)
+            return Failed(StepStatus.FAILED, f"no secret {listed} in this project", final=True)
+        return {name: self.named.secrets[name] for name in names}
 
     def render(self, value: Any, context: Mapping[str, Any], key: str, field: str) -> Part:
         """`value` rendered, or a `Failed` answer naming the field and template that failed."""
