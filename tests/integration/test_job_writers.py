@@ -24,6 +24,7 @@ _SQL_FILES = (
     "run_views",
     "runs",
     "schema",
+    "secrets",
     "signals",
     "workers",
 )
