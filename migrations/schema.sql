@@ -416,8 +416,13 @@ CREATE VIEW public.sluice_live_flows AS
     f.enabled,
     v.id AS version_id,
     v.version,
-    ((v.definition -> 'trigger'::text) ->> 'secret'::text) AS secret
-   FROM (public.flows f
+    w.webhook,
+    ((w.webhook IS NOT NULL) AND (COALESCE((w.webhook ->> 'verify'::text),
+        CASE
+            WHEN ((w.webhook ->> 'secret'::text) IS NULL) THEN 'none'::text
+            ELSE 'hmac-sha256'::text
+        END) = 'none'::text)) AS open
+   FROM ((public.flows f
      JOIN LATERAL ( SELECT flow_versions.id,
             flow_versions.version,
             flow_versions.definition
@@ -425,6 +430,19 @@ CREATE VIEW public.sluice_live_flows AS
           WHERE (flow_versions.flow_id = f.id)
           ORDER BY flow_versions.version DESC
          LIMIT 1) v ON (true))
+     CROSS JOIN LATERAL ( SELECT
+                CASE jsonb_typeof((v.definition -> 'trigger'::text))
+                    WHEN 'array'::text THEN ( SELECT t.value AS t
+                       FROM jsonb_array_elements((v.definition -> 'trigger'::text)) t(value)
+                      WHERE ((t.value ->> 'type'::text) = 'webhook'::text)
+                     LIMIT 1)
+                    WHEN 'object'::text THEN
+                    CASE
+                        WHEN (COALESCE(((v.definition -> 'trigger'::text) ->> 'type'::text), 'webhook'::text) = 'webhook'::text) THEN (v.definition -> 'trigger'::text)
+                        ELSE NULL::jsonb
+                    END
+                    ELSE '{}'::jsonb
+                END AS webhook) w)
   WHERE (f.deleted_at IS NULL);
 
 CREATE TABLE public.step_runs (

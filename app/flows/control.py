@@ -53,14 +53,15 @@ class RunBudget:
 
 @dataclass(frozen=True)
 class FlowTarget:
-    """A flow that can be started: its latest version and its webhook secret."""
+    """A flow that can be started: its latest version and its webhook trigger (None: it has
+    none, only schedules)."""
 
     flow_id: UUID
     project_id: int
     name: str
     version_id: int
     version: int
-    secret: str | None
+    webhook: dict[str, Any] | None
 
 
 async def find_webhook_flow(conn: AsyncConnection[Any], flow_id: UUID) -> FlowTarget | None:

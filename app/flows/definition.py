@@ -27,6 +27,7 @@ from pydantic import (
 
 from app.flows import structure, templating
 from app.flows.problems import FlowDefinitionError, listed
+from app.flows.triggers import ScheduleTrigger, Trigger, WebhookTrigger
 
 FLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 STEP_ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
@@ -223,20 +224,36 @@ STEP_TYPES = (
 )
 
 
-class WebhookTrigger(_Model):
-    """Runs the flow on ``POST /webhooks/{flow_id}``; with `secret`, requests must be signed."""
-
-    type: Literal["webhook"] = "webhook"
-    secret: str | None = Field(default=None, min_length=1, max_length=256)
-
-
 class FlowDefinition(_Model):
-    """An automation flow: a trigger and the steps each run executes, in order."""
+    """An automation flow: its trigger (or triggers) and the steps each run executes, in
+    order."""
 
     name: FlowName
     description: str | None = Field(default=None, max_length=2000)
-    trigger: WebhookTrigger = Field(default_factory=WebhookTrigger)
+    trigger: Trigger | list[Trigger] = Field(default_factory=WebhookTrigger)
     steps: list[Step] = Field(min_length=1)
+
+    @field_validator("trigger", mode="before")
+    @classmethod
+    def _webhook_by_default(cls, value: Any) -> Any:
+        """A trigger without a `type` is a webhook (as every trigger was at first)."""
+
+        def typed(trigger: Any) -> Any:
+            return {"type": "webhook", **trigger} if isinstance(trigger, dict) else trigger
+
+        return [typed(t) for t in value] if isinstance(value, list) else typed(value)
+
+    @property
+    def triggers(self) -> list[WebhookTrigger | ScheduleTrigger]:
+        return list(self.trigger) if isinstance(self.trigger, list) else [self.trigger]
+
+    @property
+    def webhook(self) -> WebhookTrigger | None:
+        """The webhook trigger (a flow has at most one), None when only scheduled."""
+        found = [t for t in self.triggers if isinstance(t, WebhookTrigger)]
+        if not isinstance(self.trigger, list) or found:
+            return found[0] if found else None
+        return None
 
     @model_validator(mode="before")
     @classmethod

@@ -1,20 +1,20 @@
 -- name: find_webhook_flow
 -- A live, enabled flow with its latest version: what a webhook starts a run of.
-SELECT flow_id, project_id, name, version_id, version, secret
+SELECT flow_id, project_id, name, version_id, version, webhook
 FROM sluice_live_flows
 WHERE flow_id = %(flow_id)s AND enabled;
 
 -- name: find_flow_by_name
 -- A live, enabled flow of the project by name, with its latest version (call_flow).
-SELECT flow_id, project_id, name, version_id, version, secret
+SELECT flow_id, project_id, name, version_id, version, webhook
 FROM sluice_live_flows
 WHERE project_id = %(project_id)s AND name = %(name)s AND enabled;
 
 -- name: start_webhook_run
 -- A webhook's run (and, by the flow_runs_created trigger, its job) in one statement, when
--- the flow is live and enabled and needs no signature, and its idempotency key (if any) is
+-- the flow is live and enabled and its webhook verifies nothing, and its idempotency key (if any) is
 -- free, and the project has fewer than max_live live runs. No row: unknown, disabled,
--- signed (then find_webhook_flow), the key is taken (then keyed_run), or the project is at
+-- verified or without a webhook (then find_webhook_flow), the key is taken (then keyed_run), or the project is at
 -- its cap (then at_live_cap).
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
@@ -22,7 +22,7 @@ WITH clock AS (
 flow AS (
     SELECT f.flow_id, f.project_id, f.version_id, f.version
     FROM sluice_live_flows f
-    WHERE f.flow_id = %(flow_id)s AND f.enabled AND f.secret IS NULL
+    WHERE f.flow_id = %(flow_id)s AND f.enabled AND f.open
 ),
 keyed AS (
     INSERT INTO run_keys (flow_id, key, run_id, created_at)

@@ -46,12 +46,16 @@ async def list_runs(request: Request) -> JSONResponse:
     project_id = await auth.project_id(request)
     limit = _query_limit(request)
     status = _query_status(request)
+    flow = request.query_params.get("flow")
+    if flow is not None and "\x00" in flow:
+        problems = [Problem(path="flow", message="a flow name holds no NUL character")]
+        raise ApiError(422, "invalid query", problems=problems)
     try:
         async with request.state.pool.connection() as conn:
             found, following = await run_views.list_runs(
                 conn,
                 project_id,
-                flow=request.query_params.get("flow"),
+                flow=flow,
                 status=status,
                 limit=limit,
                 cursor=request.query_params.get("cursor"),

@@ -125,8 +125,11 @@ async def _slow_path(
     target = await control.find_webhook_flow(conn, flow_id)
     if target is None:
         raise ApiError(404, f"no enabled flow {flow_id}")
-    if target.secret is not None:
-        _check_signature(target.secret, raw, request.headers.get(SIGNATURE_HEADER))
+    if target.webhook is None:
+        raise ApiError(404, f"flow {flow_id} has no webhook trigger")
+    secret = target.webhook.get("secret")
+    if secret is not None:
+        _check_signature(secret, raw, request.headers.get(SIGNATURE_HEADER))
     if key is not None and (existing := await control.keyed_run(conn, flow_id, key)):
         return existing
     budget = RunBudget.of(request.state.settings)

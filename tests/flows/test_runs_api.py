@@ -299,3 +299,10 @@ async def test_a_retry_does_not_rerun_a_tolerated_failure_before_the_failed_step
     assert run["status"] == "SUCCEEDED"
     assert len(server.hits("/optional")) == 1
     assert step(run, "optional") == step(failed, "optional")
+
+
+async def test_a_flow_filter_with_a_nul_is_a_422_not_a_500(stack: Stack) -> None:
+    # Found by schemathesis: PostgreSQL text cannot hold a NUL, and the query failed.
+    answer = await stack.client.get("/api/v1/runs", params={"flow": "a\x00b"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["problems"][0]["path"] == "flow"

@@ -58,8 +58,9 @@ def test_defaults_and_common_fields() -> None:
     assert work.retry is not None
     assert (work.retry.max_attempts, work.retry.backoff_seconds) == (4, 1.0)
     assert work.continue_on_error
-    assert definition.trigger.type == "webhook"
-    assert definition.trigger.secret is None
+    assert definition.webhook is not None
+    assert definition.webhook.secret is None
+    assert definition.webhook.scheme == "none"
 
 
 def test_branch_else_and_nested_steps_are_walked_in_order() -> None:
