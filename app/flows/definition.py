@@ -86,6 +86,9 @@ class CodeStep(_Step):
     input: JsonValue = None
     requirements: list[Requirement] = Field(default_factory=list, max_length=50)
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    network: bool | None = None
+    """Reach public addresses (through the worker's guarded egress proxy); None: the flow's
+    `network`."""
 
 
 class HttpStep(_Step):
@@ -234,6 +237,8 @@ class FlowDefinition(_Model):
     description: str | None = Field(default=None, max_length=2000)
     trigger: WebhookTrigger = Field(default_factory=WebhookTrigger)
     steps: list[Step] = Field(min_length=1)
+    network: bool = False
+    """The default `network` of its code steps."""
 
     @model_validator(mode="before")
     @classmethod
