@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from tests.worker.test_cache_requirements import offline, write_wheel
 from worker.cache_requirements import RequirementsInstaller
 from worker.code import CodeRunner
 from worker.executor import PermanentJobError
-from worker.handlers import StepRunner
+from worker.handlers import StepRunner, database_endpoints
 from worker.sandbox import Limits, SandboxMode, SandboxPool
 from worker.sandbox.bwrap import problem as bwrap_problem
 
@@ -107,3 +108,13 @@ async def test_the_payload_timeout_applies(runner: StepRunner) -> None:
 async def test_bad_payloads_are_refused(runner: StepRunner, payload: Any) -> None:
     with pytest.raises(pydantic.ValidationError):
         await runner(job(payload))
+
+
+async def test_the_database_endpoints_are_what_its_url_names_over_tcp() -> None:
+    loopback = ip_address("127.0.0.1")
+    assert await database_endpoints("postgresql://u:p@localhost:5433/db") == [(loopback, 5433)]
+    assert await database_endpoints("host=127.0.0.1 dbname=x") == [(loopback, 5432)]
+    two = "host=127.0.0.1,127.0.0.2 port=6001,6002 dbname=x"
+    assert await database_endpoints(two) == [(loopback, 6001), (ip_address("127.0.0.2"), 6002)]
+    # A Unix socket is no TCP endpoint: the sandbox does not see its directory anyway.
+    assert await database_endpoints("postgresql:///db?host=/run/postgresql") == []
