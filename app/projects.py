@@ -31,6 +31,8 @@ class Project:
     id: int
     name: str
     concurrency_limit: int | None
+    allow_network: bool
+    """Whether its code steps may ask for network (an administrator's choice)."""
     created_at: datetime
 
 
@@ -78,14 +80,26 @@ async def get_project(conn: AsyncConnection[Any], project_id: int) -> Project | 
         return await cur.fetchone()
 
 
-async def set_concurrency_limit(
-    conn: AsyncConnection[Any], project_id: int, concurrency_limit: int | None
+_UNCHANGED: Any = object()
+
+
+async def update_project(
+    conn: AsyncConnection[Any],
+    project_id: int,
+    *,
+    concurrency_limit: int | None = _UNCHANGED,
+    allow_network: bool | None = None,
 ) -> Project | None:
+    """Change what is given (a concurrency limit of None: unlimited); None if no such project."""
+    given = concurrency_limit is not _UNCHANGED
+    params = {
+        "id": project_id,
+        "set_limit": given,
+        "concurrency_limit": concurrency_limit if given else None,
+        "allow_network": allow_network,
+    }
     async with conn.cursor(row_factory=class_row(Project)) as cur:
-        await cur.execute(
-            _SQL["set_concurrency_limit"],
-            {"id": project_id, "concurrency_limit": concurrency_limit},
-        )
+        await cur.execute(_SQL["update_project"], params)
         return await cur.fetchone()
 
 

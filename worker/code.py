@@ -47,6 +47,7 @@ class CodeRunner:
         *,
         requirements: Sequence[str] = (),
         timeout_seconds: float | None = None,
+        network: bool = False,
     ) -> StepResult:
         extra_paths: Sequence[str] = ()
         if requirements:
@@ -58,7 +59,7 @@ class CodeRunner:
         if timeout_seconds is not None:
             limits = dataclasses.replace(limits, wall_seconds=timeout_seconds)
         result = await self.sandboxes.run(
-            project, StepRequest(code, input, ctx, limits, extra_paths)
+            project, StepRequest(code, input, ctx, limits, extra_paths, network)
         )
         metrics.SANDBOX_OUTCOMES.labels(status=str(result.status)).inc()
         return result

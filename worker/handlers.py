@@ -8,13 +8,18 @@ a sandbox that broke for other reasons (INTERNAL_ERROR) is retried.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import socket
 from collections.abc import AsyncIterator
+from ipaddress import ip_address
 from typing import Any
 
 import pydantic
+from psycopg import conninfo
 
+from app import db
 from app.flows.model import EXECUTE_RUN
 from app.jobs import Job
 from app.settings import SandboxSetting, Settings
@@ -25,6 +30,7 @@ from worker.flow import FlowEngine
 from worker.flow.performers import Performers
 from worker.sandbox import SandboxPool, StepStatus, resolve_mode
 from worker.services import WorkerServices
+from worker.steps.guard import IPAddress
 from worker.steps.http import HttpClient
 from worker.templates import RenderBudget, TemplateRenderer
 
@@ -82,8 +88,15 @@ async def default_handlers(
     requested = None if settings.sandbox is SandboxSetting.AUTO else str(settings.sandbox)
     mode = resolve_mode(requested)
     installer = RequirementsInstaller(settings.resolved_cache_dir / "requirements")
+    urls = {db.database_url(settings), db.direct_url(settings)} if settings.database_url else ()
+    denied = [endpoint for url in urls for endpoint in await database_endpoints(url)]
     async with (
-        SandboxPool(mode, max_uses=settings.sandbox_max_uses) as sandboxes,
+        SandboxPool(
+            mode,
+            max_uses=settings.sandbox_max_uses,
+            allow_private=settings.http_allow_private,
+            denied=denied,
+        ) as sandboxes,
         HttpClient(allow_private=settings.http_allow_private) as http,
         TemplateRenderer(RenderBudget.of(settings)) as templates,
     ):
@@ -93,3 +106,23 @@ async def default_handlers(
             performers = Performers(code, http, templates)
             handlers[EXECUTE_RUN] = FlowEngine(settings, services, performers)
         yield handlers
+
+
+async def database_endpoints(url: str) -> list[tuple[IPAddress, int]]:
+    """The TCP addresses and ports the database URL `url` names (none for a Unix socket), which
+    steps with network may never reach, whatever the address guard allows."""
+    params = conninfo.conninfo_to_dict(url)
+    hosts = str(params.get("hostaddr") or params.get("host") or "").split(",")
+    ports = str(params.get("port") or "5432").split(",")
+    loop = asyncio.get_running_loop()
+    found: list[tuple[IPAddress, int]] = []
+    for index, host in enumerate(hosts):
+        port = int((ports[index] if len(ports) == len(hosts) else ports[0]) or 5432)
+        if not host or host.startswith(("/", "@")):
+            continue
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            continue  # not resolvable here, so not reachable through the proxy either
+        found += [(ip_address(str(info[4][0]).split("%")[0]), port) for info in infos]
+    return found

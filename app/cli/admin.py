@@ -1,4 +1,5 @@
-"""`sluice workers`, `sluice project create`, `sluice api-key create`: the admin key's commands."""
+"""`sluice workers`, `sluice project create|update`, `sluice api-key create`: the admin key's
+commands."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def add_commands(
         help="the worker processes and when they were seen (admin key)",
     ).set_defaults(handler=workers)
 
-    project = commands.add_parser("project", help="create projects (admin key)")
+    project = commands.add_parser("project", help="create and change projects (admin key)")
     actions = project.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser(
         "create", parents=[admin_options], help="create a project and its first API key"
@@ -35,6 +36,19 @@ def add_commands(
         help="most jobs of the project running at once (default: no limit)",
     )
     create.set_defaults(handler=create_project)
+    update = actions.add_parser(
+        "update", parents=[admin_options], help="change a project's settings"
+    )
+    update.add_argument("project_id", type=int, metavar="PROJECT_ID")
+    update.add_argument(
+        "--network",
+        action=argparse.BooleanOptionalAction,
+        help="whether its code steps may ask for network (network: true)",
+    )
+    update.add_argument(
+        "--concurrency-limit", type=int, metavar="N", help="most jobs of the project at once"
+    )
+    update.set_defaults(handler=update_project)
 
     api_key = commands.add_parser("api-key", help="create API keys (admin key)")
     actions = api_key.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -84,20 +98,33 @@ def create_project(args: argparse.Namespace, client: Client, console: Console) -
     if console.json:
         console.print_json(created)
         return 0
-    project = created["project"]
-    limit = project.get("concurrency_limit")
-    console.print(
-        fields(
-            [
-                ("project", project["name"]),
-                ("id", str(project["id"])),
-                ("concurrency limit", "none" if limit is None else str(limit)),
-                ("api key", created["api_key"]),
-            ]
-        )
-    )
+    console.print(fields([*_project_fields(created["project"]), ("api key", created["api_key"])]))
     console.note(_STORE_IT)
     return 0
+
+
+def update_project(args: argparse.Namespace, client: Client, console: Console) -> int:
+    if args.network is None and args.concurrency_limit is None:
+        console.error("nothing to change: give --network, --no-network or --concurrency-limit")
+        return 2
+    project = client.update_project(
+        args.project_id, allow_network=args.network, concurrency_limit=args.concurrency_limit
+    )
+    if console.json:
+        console.print_json(project)
+    else:
+        console.print(fields(_project_fields(project)))
+    return 0
+
+
+def _project_fields(project: JsonObject) -> list[tuple[str, str]]:
+    limit = project.get("concurrency_limit")
+    return [
+        ("project", project["name"]),
+        ("id", str(project["id"])),
+        ("concurrency limit", "none" if limit is None else str(limit)),
+        ("network", "allowed" if project.get("allow_network", True) else "forbidden"),
+    ]
 
 
 def create_api_key(args: argparse.Namespace, client: Client, console: Console) -> int:

@@ -234,6 +234,20 @@ class Client:
             body["concurrency_limit"] = concurrency_limit
         return self._json("POST", "/api/v1/projects", json=body, admin=True)
 
+    def update_project(
+        self,
+        project_id: int,
+        *,
+        allow_network: bool | None = None,
+        concurrency_limit: int | None = None,
+    ) -> JsonObject:
+        body: JsonObject = {}
+        if allow_network is not None:
+            body["allow_network"] = allow_network
+        if concurrency_limit is not None:
+            body["concurrency_limit"] = concurrency_limit
+        return self._json("PATCH", f"/api/v1/projects/{project_id}", json=body, admin=True)
+
     def create_api_key(self, project_id: int, name: str | None = None) -> JsonObject:
         body = {} if name is None else {"name": name}
         return self._json("POST", f"/api/v1/projects/{project_id}/api-keys", json=body, admin=True)

@@ -90,6 +90,9 @@ class CodeStep(_Step):
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     secrets: list[SecretName] = Field(default_factory=list, max_length=50)
     """The project's secrets the code reads from ``ctx["secrets"]`` (sent with the step)."""
+    network: bool | None = None
+    """Reach public addresses (through the worker's guarded egress proxy); None: the flow's
+    `network`."""
 
 
 class HttpStep(_Step):
@@ -232,6 +235,8 @@ class FlowDefinition(_Model):
     description: str | None = Field(default=None, max_length=2000)
     trigger: Trigger | list[Trigger] = Field(default_factory=WebhookTrigger)
     steps: list[Step] = Field(min_length=1)
+    network: bool = False
+    """The default `network` of its code steps."""
 
     @field_validator("trigger", mode="before")
     @classmethod

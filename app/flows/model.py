@@ -104,6 +104,8 @@ class LoadedRun:
     db_now: datetime
     steps: dict[str, StepRecord]
     waitpoints: dict[str, Waitpoint]
+    allow_network: bool = True
+    """The project's: whether its code steps may ask for network."""
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ async def start_run(
         db_now=row["db_now"],
         steps=steps,
         waitpoints=waitpoints,
+        allow_network=row["allow_network"],
     )
 
 

@@ -2,17 +2,21 @@
 -- A new project; the name is unique.
 INSERT INTO projects (name, concurrency_limit)
 VALUES (%(name)s, %(concurrency_limit)s)
-RETURNING id, name, concurrency_limit, created_at;
+RETURNING id, name, concurrency_limit, allow_network, created_at;
 
 -- name: get_project
 -- One project by id.
-SELECT id, name, concurrency_limit, created_at FROM projects WHERE id = %(id)s;
+SELECT id, name, concurrency_limit, allow_network, created_at FROM projects WHERE id = %(id)s;
 
--- name: set_concurrency_limit
--- Change a project's concurrency limit (NULL: unlimited).
-UPDATE projects SET concurrency_limit = %(concurrency_limit)s
+-- name: update_project
+-- Change the given settings of a project (concurrency limit only with set_limit; NULL is
+-- unlimited), leaving the others.
+UPDATE projects
+SET concurrency_limit = CASE WHEN %(set_limit)s THEN %(concurrency_limit)s::integer
+                             ELSE concurrency_limit END,
+    allow_network = coalesce(%(allow_network)s::boolean, allow_network)
 WHERE id = %(id)s
-RETURNING id, name, concurrency_limit, created_at;
+RETURNING id, name, concurrency_limit, allow_network, created_at;
 
 -- name: count_projects
 -- How many projects exist (first-start bootstrap).

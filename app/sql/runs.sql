@@ -20,7 +20,7 @@ run AS (
 )
 SELECT run.id, run.project_id, run.flow_id, f.name AS flow_name, run.flow_version_id,
        run.version, run.trigger, run.resume_secret, run.parent_run_id, run.deadline_at,
-       run.depth,
+       run.depth, p.allow_network,
        coalesce(%(now)s::timestamptz, clock_timestamp()) AS db_now,
        (SELECT coalesce(jsonb_agg(jsonb_build_object(
                    'key', s.key, 'status', s.status, 'attempts', s.attempts,
@@ -32,7 +32,8 @@ SELECT run.id, run.project_id, run.flow_id, f.name AS flow_name, run.flow_versio
                    'payload', w.payload)), '[]'::jsonb)
         FROM waitpoints w WHERE w.run_id = run.id) AS waitpoints
 FROM run
-JOIN flows f ON f.id = run.flow_id;
+JOIN flows f ON f.id = run.flow_id
+JOIN projects p ON p.id = run.project_id;
 
 -- name: get_definition
 -- A flow version's definition (immutable: cached by id).

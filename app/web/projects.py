@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pydantic
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -29,8 +31,21 @@ class NewApiKey(pydantic.BaseModel):
 
 
 class ProjectChange(pydantic.BaseModel):
+    """The settings to change; those not given stay as they are."""
+
     model_config = pydantic.ConfigDict(extra="forbid")
-    concurrency_limit: int | None = pydantic.Field(ge=1, le=MAX_CONCURRENCY)
+    concurrency_limit: int | None = pydantic.Field(default=None, ge=1, le=MAX_CONCURRENCY)
+    allow_network: pydantic.StrictBool | None = pydantic.Field(
+        default=None, description="Whether the project's code steps may ask for network."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _something(self) -> ProjectChange:
+        if not self.model_fields_set:
+            raise ValueError("give concurrency_limit, allow_network or both")
+        if "allow_network" in self.model_fields_set and self.allow_network is None:
+            raise ValueError("allow_network must be true or false")
+        return self
 
 
 def _path_id(request: Request) -> int:
@@ -70,12 +85,16 @@ async def create_api_key(request: Request) -> JSONResponse:
 
 
 async def change_project(request: Request) -> JSONResponse:
-    """Set a project's concurrency limit (null: unlimited)."""
+    """Change a project's concurrency limit (null: unlimited) or whether its code steps may
+    have network; what is not given stays."""
     auth.require_admin(request)
     project_id = _path_id(request)
     body = await parse(request, ProjectChange)
+    changes: dict[str, Any] = {"allow_network": body.allow_network}
+    if "concurrency_limit" in body.model_fields_set:
+        changes["concurrency_limit"] = body.concurrency_limit
     async with request.state.pool.connection() as conn:
-        project = await projects.set_concurrency_limit(conn, project_id, body.concurrency_limit)
+        project = await projects.update_project(conn, project_id, **changes)
     if project is None:
         raise ApiError(404, f"no project {project_id}")
     return reply(schemas.Project.model_validate(project))

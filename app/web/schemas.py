@@ -115,6 +115,7 @@ class Project(View):
     id: int
     name: str
     concurrency_limit: Limit | None
+    allow_network: bool = Field(description="Whether its code steps may ask for network.")
     created_at: Timestamp
 
 

@@ -14,11 +14,27 @@ from tests.cli.helpers import Sluice
 def test_project_create_prints_its_key_once_with_a_note(app_url: str, sluice: Sluice) -> None:
     ran = sluice("project", "create", "acme", "--concurrency-limit", "3")
     assert ran.code == 0, ran.err
-    pattern = r"project {12}acme\nid {17}\d+\nconcurrency limit  3\napi key {12}sk_[\w-]+\n"
+    pattern = r"project {12}acme\nid {17}\d+\nconcurrency limit  3\nnetwork {12}allowed\n"
+    pattern += r"api key {12}sk_[\w-]+\n"
     assert re.fullmatch(pattern, ran.out), ran.out
     assert ran.err == "Store the API key now: it is shown only this once.\n"
     again = sluice("project", "create", "acme")
     assert (again.code, again.err) == (1, "sluice: a project named 'acme' exists\n")
+
+
+def test_project_update_forbids_and_allows_network(app_url: str, sluice: Sluice) -> None:
+    project = json.loads(sluice("project", "create", "acme", "--json").out)["project"]
+    ran = sluice("project", "update", str(project["id"]), "--no-network")
+    assert ran.code == 0, ran.err
+    assert "network            forbidden\n" in ran.out
+    assert "concurrency limit  none\n" in ran.out
+    ran = sluice("project", "update", str(project["id"]), "--network", "--json")
+    assert json.loads(ran.out)["allow_network"] is True
+    nothing = sluice("project", "update", str(project["id"]))
+    assert nothing.code == 2
+    assert "nothing to change" in nothing.err
+    missing = sluice("project", "update", "999", "--no-network")
+    assert (missing.code, missing.err) == (1, "sluice: no project 999\n")
 
 
 def test_api_key_create_adds_a_working_key(

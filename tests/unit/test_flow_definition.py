@@ -189,3 +189,22 @@ def test_json_schema_accepts_the_examples() -> None:
     for kind in STEP_TYPES:
         validator.validate(flow(step(kind)))
     assert not validator.is_valid(flow(step("respond", status=600)))
+
+
+def test_network_is_off_unless_the_flow_or_the_step_asks() -> None:
+    code = {"id": "c", "type": "code", "code": "def run(i, c): pass"}
+    plain = parse_flow({"name": "f", "steps": [code]})
+    assert plain.network is False
+    assert plain.steps[0].network is None  # type: ignore[union-attr]
+    asked = parse_flow({"name": "f", "network": True, "steps": [{**code, "network": False}]})
+    assert asked.network is True
+    assert asked.steps[0].network is False  # type: ignore[union-attr]
+    with pytest.raises(FlowDefinitionError, match="network"):
+        parse_flow({"name": "f", "steps": [{**code, "network": "yes"}]})
+    with pytest.raises(FlowDefinitionError, match="network"):
+        parse_flow(
+            {
+                "name": "f",
+                "steps": [{"id": "h", "type": "http", "url": "http://x", "network": True}],
+            }
+        )

@@ -114,6 +114,25 @@ def test_concurrency_limit_is_settable(client: TestClient) -> None:
     assert client.patch(url, json={"concurrency_limit": 0}, headers=admin()).status_code == 422
 
 
+def test_network_is_allowed_by_default_and_the_admin_can_forbid_it(client: TestClient) -> None:
+    created = create(client, concurrency_limit=4)
+    project_id, key = created["project"]["id"], created["api_key"]
+    assert created["project"]["allow_network"] is True
+    url = f"/api/v1/projects/{project_id}"
+    # A project key may not change its own project.
+    assert client.patch(url, json={"allow_network": False}, headers=admin(key)).status_code == 401
+    response = client.patch(url, json={"allow_network": False}, headers=admin())
+    assert response.status_code == 200, response.text
+    assert response.json()["allow_network"] is False
+    assert response.json()["concurrency_limit"] == 4  # what is not given stays
+    assert client.get("/api/v1/project", headers=admin(key)).json()["allow_network"] is False
+    response = client.patch(url, json={"concurrency_limit": 2}, headers=admin())
+    assert response.json()["allow_network"] is False
+    assert client.patch(url, json={"allow_network": True}, headers=admin()).json()["allow_network"]
+    for bad in ({}, {"allow_network": None}, {"allow_network": "no"}):
+        assert client.patch(url, json=bad, headers=admin()).status_code == 422, bad
+
+
 def test_duplicate_project_name_is_a_conflict(client: TestClient) -> None:
     create(client, "acme")
     response = client.post("/api/v1/projects", json={"name": "acme"}, headers=admin())

@@ -36,6 +36,7 @@ class RunCode(Effect):
     ctx: dict[str, Any]
     requirements: tuple[str, ...]
     timeout_seconds: float
+    network: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

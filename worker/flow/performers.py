@@ -68,6 +68,7 @@ class Performers:
             effect.ctx,
             requirements=effect.requirements,
             timeout_seconds=effect.timeout_seconds,
+            network=effect.network,
         )
         try:
             result = await _unless(canceled, work)

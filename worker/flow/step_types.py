@@ -123,6 +123,13 @@ class StepTypes:
                 return secrets
             ctx["secrets"] = secrets
         timeout = step.timeout_seconds or self.config.step_timeout_seconds
+        network = self.plan.definition.network if step.network is None else step.network
+        if network and not self.run_.allow_network:
+            return Failed(
+                StepStatus.FAILED,
+                "the step asks for network, which this project's administrator has turned off "
+                "(allow_network: false)",
+            )
         remaining = self.remaining_seconds()
         if remaining <= 0:
             return _not_started()
@@ -133,6 +140,7 @@ class StepTypes:
             ctx=ctx,
             requirements=tuple(step.requirements),
             timeout_seconds=max(0.001, min(timeout, remaining)),
+            network=network,
             writes=self.take(),
         )
         if isinstance(answer, Broken):

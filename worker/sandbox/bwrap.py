@@ -7,6 +7,8 @@ read-only root otherwise: see `view`), has private and size-capped /tmp, /run an
 PID namespace (killing its init kills every process in it), its own user namespace in which
 it is uid/gid 65534 and cannot create further user namespaces, and it dies with the worker.
 The child is the namespace's init: when it dies, the kernel kills everything else inside.
+A sandbox given `egress` (a step with network) still has no route out: only the egress
+proxy's Unix socket, bound at `EGRESS_SOCKET` (see `egress`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from worker.sandbox import view as views
 
 SANDBOX_ID = 65534
 HOME = "/tmp"
+EGRESS_SOCKET = "/run/sluice/egress.sock"
 
 
 def command(
@@ -29,11 +32,12 @@ def command(
     view: Sequence[str],
     binds: Sequence[str] = (),
     tmpfs_bytes: int,
+    egress: str | None = None,
     executable: str = "bwrap",
 ) -> list[str]:
     """`inner` wrapped in bwrap; `view` are the bwrap arguments that mount what it sees of the
     host, `binds` more host paths made visible, read-only, at the same place (a missing one is
-    skipped)."""
+    skipped), `egress` the proxy's socket, bound at `EGRESS_SOCKET`."""
     size = str(tmpfs_bytes)
     argv = [
         executable,
@@ -52,6 +56,8 @@ def command(
     ]  # fmt: skip
     for path in binds:
         argv += ["--ro-bind-try", path, path]
+    if egress is not None:
+        argv += ["--ro-bind", egress, EGRESS_SOCKET]
     argv += ["--remount-ro", "/"]
     # --as-pid-1: the child is the namespace's init, so bwrap waits for (and reaps) it directly;
     # with bwrap's own init in between, that init is orphaned to the host's when the child exits.

@@ -10,6 +10,9 @@ Invariants:
 - The rlimits are set before the first step runs and, except for the CPU soft limit that is
   re-armed for each step, step code cannot raise them again.
 - Where the sandbox has its own uid or PID namespace, no process started by a step outlives it.
+- With ``egress`` in its config, a relay on 127.0.0.1 of the sandbox's own network namespace
+  passes each connection to the worker's egress proxy (which alone decides what is reached)
+  and the proxy variables name it; without, no proxy variable is set and nothing listens.
 """
 
 from __future__ import annotations
@@ -20,14 +23,19 @@ import json
 import linecache
 import os
 import resource
+import selectors
 import signal
+import socket
 import sys
+import threading
 import traceback
 from typing import TYPE_CHECKING, Any
 
 STEP_FILENAME = "<step>"
 _MESSAGE_CHARS = 64 * 1024
 _CODE_CACHE_SIZE = 64
+_RELAY_CHUNK = 64 * 1024
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 
 
 def _load_protocol() -> Any:
@@ -118,6 +126,120 @@ def _text(value: str) -> str:
         half = _MESSAGE_CHARS // 2
         value = f"{value[:half]}\n… [{len(value) - 2 * half} characters cut] …\n{value[-half:]}"
     return value.encode("utf-8", "backslashreplace").decode()
+
+
+def start_relay(egress: str) -> str:
+    """Listen on an ephemeral port of 127.0.0.1 and relay each connection to the Unix socket
+    `egress`, on a daemon thread; the proxy URL to give clients."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    listener.setblocking(False)
+    threading.Thread(target=_Relay(listener, egress).run, name="egress", daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+class _Relay:
+    """One thread, one selector: bytes copied both ways, at most one chunk buffered per
+    direction, each end's half-close passed on to the other."""
+
+    def __init__(self, listener: socket.socket, egress: str) -> None:
+        self.listener = listener
+        self.egress = egress
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ)
+        self.peer: dict[socket.socket, socket.socket] = {}
+        self.outgoing: dict[socket.socket, bytearray] = {}  # read from the peer, to write here
+        self.ended: set[socket.socket] = set()  # whose peer will send nothing more
+        self.watching: dict[socket.socket, int] = {}
+
+    def run(self) -> None:
+        while True:
+            for key, events in self.selector.select():
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock is self.listener:
+                    self.accept()
+                    continue
+                try:
+                    if events & selectors.EVENT_WRITE:
+                        self.send(sock)
+                    if events & selectors.EVENT_READ and sock in self.peer:
+                        self.receive(sock)
+                except OSError:
+                    self.drop(sock)
+
+    def accept(self) -> None:
+        try:
+            client, _ = self.listener.accept()
+        except OSError:
+            return
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(self.egress)
+        except OSError:
+            client.close()
+            upstream.close()
+            return
+        for sock, other in ((client, upstream), (upstream, client)):
+            sock.setblocking(False)
+            self.peer[sock] = other
+            self.outgoing[sock] = bytearray()
+        self.watch(client)
+        self.watch(upstream)
+
+    def receive(self, sock: socket.socket) -> None:
+        other = self.peer[sock]
+        data = sock.recv(_RELAY_CHUNK)
+        if data:
+            self.outgoing[other] += data
+        else:
+            self.ended.add(other)
+            if not self.outgoing[other]:
+                other.shutdown(socket.SHUT_WR)
+        self.watch(sock)
+        self.watch(other)
+
+    def send(self, sock: socket.socket) -> None:
+        pending = self.outgoing[sock]
+        del pending[: sock.send(pending)]
+        if not pending and sock in self.ended:
+            sock.shutdown(socket.SHUT_WR)
+        self.watch(sock)
+        self.watch(self.peer[sock])
+
+    def watch(self, sock: socket.socket) -> None:
+        """Wait for what `sock` can do next: write what is pending for it, read while its
+        peer's buffer is empty; drop the pair once both directions are done."""
+        other = self.peer.get(sock)
+        if other is None:
+            return
+        if {sock, other} <= self.ended and not (self.outgoing[sock] or self.outgoing[other]):
+            self.drop(sock)
+            return
+        events = selectors.EVENT_WRITE if self.outgoing[sock] else 0
+        if other not in self.ended and not self.outgoing[other]:
+            events |= selectors.EVENT_READ
+        watched = self.watching.get(sock, 0)
+        if events == watched:
+            return
+        if not events:
+            self.selector.unregister(sock)
+            del self.watching[sock]
+            return
+        if watched:
+            self.selector.modify(sock, events)
+        else:
+            self.selector.register(sock, events)
+        self.watching[sock] = events
+
+    def drop(self, sock: socket.socket) -> None:
+        for end in (sock, self.peer.get(sock)):
+            if end is None or end not in self.peer:
+                continue
+            if self.watching.pop(end, 0):
+                self.selector.unregister(end)
+            del self.peer[end], self.outgoing[end]
+            self.ended.discard(end)
+            end.close()
 
 
 class _Child:
@@ -253,6 +375,9 @@ def main(argv: list[str]) -> int:
     if os.getpid() == 1:
         # A namespace's init ignores signals it has no handler for, SIGXCPU included.
         signal.signal(signal.SIGXCPU, _cpu_exceeded)
+    if config.get("egress"):
+        proxy = start_relay(config["egress"])
+        os.environ.update(dict.fromkeys(PROXY_VARIABLES, proxy))
     child = _Child(config)
     if config["harden"]:
         signal.signal(signal.SIGTERM, child.stop)

@@ -90,11 +90,21 @@ class Launcher:
         return self.mode is SandboxMode.BWRAP and bool(paths)
 
     def prepare(
-        self, *, request_fd: int, reply_fd: int, uid: int | None, binds: Sequence[str] = ()
+        self,
+        *,
+        request_fd: int,
+        reply_fd: int,
+        uid: int | None,
+        binds: Sequence[str] = (),
+        egress: str | None = None,
     ) -> Launch:
-        """A launch; in process mode this creates the child's private HOME directory."""
+        """A launch; in process mode this creates the child's private HOME directory.
+        `egress`: the egress proxy's socket, for a child whose steps have network (bwrap only:
+        no other mode can keep it from going around the proxy)."""
         nested = self.mode is SandboxMode.BWRAP
-        config = {
+        if egress is not None and not nested:
+            raise ValueError(f"network cannot be enforced in sandbox mode {self.mode!r}")
+        config: dict[str, object] = {
             "max_frame_bytes": self.max_frame_bytes,
             "max_uses": self.max_uses,
             # kill(-1) after a step reaches only the sandbox: its PID namespace or its own uid.
@@ -103,6 +113,8 @@ class Launcher:
             "limit_processes": nested or uid is not None,
             "harden": not nested,
         }
+        if egress is not None:
+            config["egress"] = bwrap.EGRESS_SOCKET
         inner = [self.python, "-I", "-S", "-B", str(self.child), str(request_fd), str(reply_fd)]
         inner.append(json.dumps(config, separators=(",", ":")))
         if nested:
@@ -111,6 +123,7 @@ class Launcher:
                 view=self.view,
                 binds=binds,
                 tmpfs_bytes=self.tmpfs_bytes,
+                egress=egress,
                 executable=self.bwrap,
             )
             return Launch(argv, self.env(bwrap.HOME), uid, "/", None, nested=True)

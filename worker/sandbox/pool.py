@@ -8,6 +8,9 @@ Invariants:
   waits for all of them, kills children still running steps and leaves nothing behind.
 - `run()` answers with a StepResult whatever the step code or the child does; it raises only
   when cancelled (the child is then killed) or when the pool is not open.
+- Only a step that asks for network gets a child with the egress proxy's socket (a fresh one,
+  or an idle one of the same project that was started for network); in modes that cannot
+  keep a child from going around the proxy (process, none) such a step is refused.
 """
 
 from __future__ import annotations
@@ -17,19 +20,21 @@ import contextlib
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import TracebackType
 from typing import Self
 
 from worker.sandbox import inprocess, protocol, uids
+from worker.sandbox.egress import EgressProxy
 from worker.sandbox.launch import DEFAULT_ENV_ALLOWLIST, Launcher
 from worker.sandbox.mode import SandboxMode
 from worker.sandbox.process import Sandbox
 from worker.sandbox.step import Limits, MiB, StepRequest, StepResult, StepStatus
+from worker.steps.guard import IPAddress
 
 logger = logging.getLogger(__name__)
 
-_Key = tuple[str, tuple[str, ...], Limits]
+_Key = tuple[str, tuple[str, ...], Limits, bool]
 
 
 class SandboxPool:
@@ -46,12 +51,16 @@ class SandboxPool:
         tmpfs_bytes: int = 64 * MiB,
         temp_root: str | None = None,
         uid_base: int = uids.DEFAULT_BASE,
+        allow_private: bool = False,
+        denied: Collection[tuple[IPAddress, int]] = (),
     ) -> None:
         """`warm` unbound children are kept ready for any project; at most `max_idle` bound
         ones wait for another step of theirs. When the worker is root, children run under uids
         of their own, from a block of `uids.BLOCK` the pool holds while it is open (`uids`).
         In process mode each child's HOME is a new directory in `temp_root` (default: the
-        system's temporary directory); bwrap children have a private /tmp instead."""
+        system's temporary directory); bwrap children have a private /tmp instead.
+        `allow_private` and `denied` are the egress proxy's (`egress.EgressProxy`): steps with
+        network reach what the `http` step may, and never the `denied` endpoints."""
         if max_uses < 1 or warm < 0 or max_idle < 0:
             raise ValueError("max_uses must be at least 1, warm and max_idle at least 0")
         self.mode = SandboxMode(mode)
@@ -69,6 +78,14 @@ class SandboxPool:
         self._uid_lock = -1
         self._uid_pool: uids.UidPool | None = None
         self._launcher: Launcher | None = None
+        self._egress: EgressProxy | None = None
+        if self.mode is SandboxMode.BWRAP:
+            self._egress = EgressProxy(
+                allow_private=allow_private,
+                denied=denied,
+                shared=self._dedicated_uids,
+                temp_root=temp_root,
+            )
         self._spares: list[Sandbox] = []
         self._idle: OrderedDict[Sandbox, _Key] = OrderedDict()
         self._busy: set[Sandbox] = set()
@@ -117,6 +134,8 @@ class SandboxPool:
         self._open = True
         self._quiet.set()
         try:
+            if self._egress is not None:
+                await self._egress.start()
             if self._launcher is not None:
                 for _ in range(self.warm):
                     self._spares.append(await self._spawn(()))
@@ -128,6 +147,11 @@ class SandboxPool:
         """Run one step on a child of `project_key`'s (a warm one if there is one)."""
         if not self._open or self._closed:
             raise RuntimeError("the sandbox pool is not open")
+        if request.network and self._egress is None:
+            return _refused(
+                f"network: true needs sandbox mode 'bwrap', which can confine it to public "
+                f"addresses; this worker runs mode {str(self.mode)!r}"
+            )
         if self._launcher is None:
             return await inprocess.run(request, max_frame_bytes=self._max_frame_bytes)
         try:
@@ -136,7 +160,8 @@ class SandboxPool:
             return _refused(f"the step request is {exc.size} bytes; the limit is {exc.limit}")
         except (TypeError, ValueError, RecursionError) as exc:
             return _refused(f"the step's input or ctx is not JSON-serialisable: {exc}")
-        key = (project_key, tuple(map(os.path.abspath, request.extra_paths)), request.limits)
+        paths = tuple(map(os.path.abspath, request.extra_paths))
+        key = (project_key, paths, request.limits, request.network)
         try:
             sandbox = await self._checkout(key)
         except (OSError, RuntimeError, ValueError) as exc:
@@ -184,6 +209,8 @@ class SandboxPool:
                 await asyncio.gather(*self._closing)
             else:
                 await self._quiet.wait()
+        if self._egress is not None:
+            await self._egress.aclose()
         if self._uid_lock >= 0:
             os.close(self._uid_lock)
             self._uid_lock = -1
@@ -195,20 +222,21 @@ class SandboxPool:
                 return sandbox
             self._retire(sandbox, graceful=False)
         assert self._launcher is not None
-        if not self._launcher.needs_binds(key[1]):
+        if not key[3] and not self._launcher.needs_binds(key[1]):
             while self._spares:
                 spare = self._spares.pop()
                 self._replenish()
                 if spare.usable:
                     return spare
                 self._retire(spare, graceful=False)
-        return await self._spawn(key[1])
+        return await self._spawn(key[1], network=key[3])
 
-    async def _spawn(self, binds: Sequence[str]) -> Sandbox:
+    async def _spawn(self, binds: Sequence[str], *, network: bool = False) -> Sandbox:
         assert self._launcher is not None
+        egress = self._egress.path if network and self._egress is not None else None
         uid = None if self._uid_pool is None else self._uid_pool.acquire()
         try:
-            return await Sandbox.start(self._launcher, uid=uid, binds=binds)
+            return await Sandbox.start(self._launcher, uid=uid, binds=binds, egress=egress)
         except BaseException:
             if uid is not None and self._uid_pool is not None:
                 self._uid_pool.release(uid)

@@ -52,10 +52,15 @@ class Sandbox:
 
     @classmethod
     async def start(
-        cls, launcher: Launcher, *, uid: int | None, binds: Sequence[str] = ()
+        cls,
+        launcher: Launcher,
+        *,
+        uid: int | None,
+        binds: Sequence[str] = (),
+        egress: str | None = None,
     ) -> Sandbox:
         """Spawn a child (on the event loop's thread, as `spawn` requires)."""
-        spawned = spawn(launcher, uid=uid, binds=binds)
+        spawned = spawn(launcher, uid=uid, binds=binds, egress=egress)
         return cls(spawned, max_frame_bytes=launcher.max_frame_bytes)
 
     @property

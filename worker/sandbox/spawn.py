@@ -44,7 +44,9 @@ class Pipes:
     stderr: int
 
 
-def spawn(launcher: Launcher, *, uid: int | None, binds: Sequence[str] = ()) -> Spawned:
+def spawn(
+    launcher: Launcher, *, uid: int | None, binds: Sequence[str] = (), egress: str | None = None
+) -> Spawned:
     """Start a child. Call it on the event loop's thread: bwrap's --die-with-parent follows the
     thread that forked it, which must live as long as we do."""
     request_r, request_w = os.pipe()
@@ -55,7 +57,9 @@ def spawn(launcher: Launcher, *, uid: int | None, binds: Sequence[str] = ()) -> 
     launch: Launch | None = None
     popen: subprocess.Popen[bytes] | None = None
     try:
-        launch = launcher.prepare(request_fd=request_r, reply_fd=reply_w, uid=uid, binds=binds)
+        launch = launcher.prepare(
+            request_fd=request_r, reply_fd=reply_w, uid=uid, binds=binds, egress=egress
+        )
         popen = subprocess.Popen(
             launch.argv,
             stdin=subprocess.DEVNULL,

@@ -47,6 +47,8 @@ class StepRequest:
     limits: Limits
     extra_paths: Sequence[str] = ()
     """Directories prepended to the child's ``sys.path`` (installed requirements)."""
+    network: bool = False
+    """Reach public addresses through the egress proxy (bwrap mode only)."""
 
 
 class StepStatus(StrEnum):
