@@ -30,6 +30,7 @@ from app.flows.model import LoadedRun, RunStatus, StepRecord, StepStatus, Waitpo
 from app.flows.structure import MAX_LOOP_ITEMS
 from app.settings import Settings
 from worker.flow import rendering
+from worker.flow.code_context import code_ctx
 from worker.flow.context import FlowPlan, Named, Scope, idempotency_key, template_context
 from worker.flow.effects import (
     Abandon,
@@ -109,27 +110,11 @@ class StepTypes:
         else:
             given = {name: context[name] for name in ("trigger", "steps", "flow", "run")}
             given.update(scope.variables)
-        ctx = {
-            "run_id": str(self.run_.id),
-            "flow": context["flow"],
-            "step_id": step.id,
-            "step_key": key,
-            "resume_urls": context["resume_urls"],
-            "idempotency_key": idempotency_key(self.run_.id, key),
-        }
-        if step.secrets:
-            secrets = self.secrets_for(step.secrets)
-            if isinstance(secrets, Failed):
-                return secrets
-            ctx["secrets"] = secrets
+        sent = code_ctx(self.run_, self.plan, step, key, context, self.named)
+        if isinstance(sent, Failed):
+            return sent
+        ctx, network = sent
         timeout = step.timeout_seconds or self.config.step_timeout_seconds
-        network = self.plan.definition.network if step.network is None else step.network
-        if network and not self.run_.allow_network:
-            return Failed(
-                StepStatus.FAILED,
-                "the step asks for network, which this project's administrator has turned off "
-                "(allow_network: false)",
-            )
         remaining = self.remaining_seconds()
         if remaining <= 0:
             return _not_started()
@@ -351,16 +336,6 @@ class StepTypes:
     def context(self, scope: Scope) -> dict[str, Any]:
         config = self.config
         return template_context(self.run_, self.plan, scope, config.public_url, self.named.vars)
-
-    def secrets_for(self, names: list[str]) -> dict[str, str] | Failed:
-        """A code step's declared secrets, or why it cannot have them."""
-        if self.named.unavailable is not None:
-            return Failed(StepStatus.FAILED, self.named.unavailable, final=True)
-        missing = [name for name in names if name not in self.named.secrets]
-        if missing:
-            listed = ", ".join(repr(name) for name in missing)
-            return Failed(StepStatus.FAILED, f"no secret {listed} in this project", final=True)
-        return {name: self.named.secrets[name] for name in names}
 
     def render(self, value: Any, context: Mapping[str, Any], key: str, field: str) -> Part:
         """`value` rendered, or a `Failed` answer naming the field and template that failed."""
