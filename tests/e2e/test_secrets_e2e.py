@@ -1,5 +1,6 @@
 """A newcomer's secrets, with real processes: `sluice secret set` from stdin, a flow whose
-http step sends the secret to a local server, and the token nowhere else — not in
+http step sends the secret to a local server and whose code step sends it with `requests`
+over its opt-in network (where bwrap can run), and the token nowhere else — not in
 `runs show`, the run view, `flow show`, the stored steps or the server's log — then
 `sluice secrets rotate` to a new key, after which the old key can be dropped."""
 
@@ -19,11 +20,29 @@ import psycopg
 from ops.ports import free_port
 from tests.e2e.processes import sluice_env
 from tests.e2e.test_serve import SLUICE, serving, stop, wait_for
+from worker.sandbox import bwrap
 
 TOKEN = "tok_e2e_5f4e3d2c1b0a-secret"
 OLD_KEY = "hN0FZbLmC3Fq2v0l0cYv9m3yq8B4d7Gd2m2rX4x3r0M="
 NEW_KEY = "Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg="
 ADMIN = "admin-key-for-the-secrets-e2e"
+NETWORK = bwrap.problem() is None
+"""A code step's network needs the bwrap sandbox."""
+CODE_STEP: dict[str, Any] = {
+    "id": "code",
+    "type": "code",
+    "network": True,
+    "secrets": ["API_TOKEN"],
+    "requirements": ["requests==2.32.3"],
+    "code": (
+        "import requests\n"
+        "def run(input, ctx):\n"
+        "    token = ctx['secrets']['API_TOKEN']\n"
+        "    r = requests.post(input['url'], json={'t': token},\n"
+        "                      headers={'Authorization': 'Bearer ' + token}, timeout=10)\n"
+        "    return {'status': r.status_code, 'body': r.json()}\n"
+    ),
+}
 
 
 @contextmanager
@@ -88,7 +107,8 @@ def test_a_secret_is_sent_masked_everywhere_and_survives_a_key_rotation(
                             "url": target + "/api?token={{ secrets.API_TOKEN }}",
                             "headers": {"Authorization": "Bearer {{ secrets.API_TOKEN }}"},
                             "body": {"token": "{{ secrets.API_TOKEN }}"},
-                        }
+                        },
+                        *([CODE_STEP | {"input": {"url": target + "/code"}}] if NETWORK else []),
                     ],
                 }
             )
@@ -107,6 +127,9 @@ def test_a_secret_is_sent_masked_everywhere_and_survives_a_key_rotation(
             _code, log = stop(process)
         assert seen[0]["auth"] == f"Bearer {TOKEN}"
         assert seen[0]["path"] == f"/api?token={TOKEN}"
+        if NETWORK:
+            assert seen[1] == {"path": "/code", "auth": f"Bearer {TOKEN}"}, seen
+            assert '"status": 200' in shown or "status: 200" in shown
         for text in (said, reply, shown, flow_shown, listed):
             assert TOKEN not in text
         assert "***" in shown
@@ -129,4 +152,4 @@ def test_a_secret_is_sent_masked_everywhere_and_survives_a_key_rotation(
             cli(env, "trigger", "calls", "--sync")
             stop(process)
         assert seen[-1]["auth"] == f"Bearer {TOKEN}", "decrypted under the new key alone"
-    assert len(seen) == 2
+    assert len(seen) == (4 if NETWORK else 2)
