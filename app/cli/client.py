@@ -27,6 +27,7 @@ WEBHOOK_ATTEMPTS = 5
 """A webhook is sent up to this many times, with the same Idempotency-Key."""
 # How a flow with a webhook secret wants its requests signed: an HMAC-SHA256 of the body.
 SIGNATURE_HEADER = "X-Sluice-Signature"
+TIMESTAMP_HEADER = "X-Sluice-Timestamp"
 
 # A sync webhook holds the request until the run replies; the server bounds that wait.
 _UNTIL_REPLY = httpx.Timeout(DEFAULT_TIMEOUT, read=None)
@@ -331,8 +332,12 @@ def _webhook_body(data: Any, secret: str | None) -> dict[str, Any]:
     content = json.dumps(data).encode()
     headers = {"Content-Type": "application/json"}
     if secret is not None:
-        digest = hmac.new(secret.encode(), content, hashlib.sha256).hexdigest()
+        # Signed with a timestamp, so a captured request cannot be replayed later.
+        stamp = str(int(time.time()))
+        signed = stamp.encode() + b"." + content
+        digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
         headers[SIGNATURE_HEADER] = f"sha256={digest}"
+        headers[TIMESTAMP_HEADER] = stamp
     return {"content": content, "headers": headers}
 
 

@@ -85,13 +85,39 @@ def deploy(args: argparse.Namespace, client: Client, console: Console) -> int:
     console.progress.clear()
     if deployed and not console.json:
         rows = [
-            [answer["name"], str(answer["version"]), _change(answer), answer["webhook_url"]]
+            [answer["name"], str(answer["version"]), _change(answer), _url(answer)]
             for answer in deployed
         ]
         console.print(table(["FLOW", "VERSION", "CHANGE", "WEBHOOK"], rows))
     if failed and len(documents) > 1:
         console.error(f"{failed} of {len(documents)} files not deployed")
     return 1 if failed else 0
+
+
+def _signing_secret(flow: JsonObject) -> str | None:
+    """The secret the CLI signs a trigger with: the flow's own `hmac-sha256` secret."""
+    trigger = (flow.get("definition") or {}).get("trigger") or {}
+    triggers = trigger if isinstance(trigger, list) else [trigger]
+    webhook = next((t for t in triggers if t.get("type", "webhook") == "webhook"), None)
+    if webhook is None:
+        raise UsageError(f"flow {flow['name']!r} has no webhook trigger")
+    secret = webhook.get("secret")
+    scheme = webhook.get("verify") or ("hmac-sha256" if secret else "none")
+    if scheme == "none":
+        return None
+    if scheme != "hmac-sha256" or "{{" in str(secret):
+        raise UsageError(
+            f"flow {flow['name']!r} verifies its webhook with {scheme}"
+            f"{' and a project secret' if '{{' in str(secret) else ''}: "
+            "`sluice trigger` can sign only with a literal hmac-sha256 secret; send the "
+            "request as its sender would"
+        )
+    return str(secret)
+
+
+def _url(flow: JsonObject) -> str:
+    """The flow's stable webhook URL (an older server's: the one by id)."""
+    return str(flow.get("stable_webhook_url") or flow["webhook_url"])
 
 
 def flow_document(source: str) -> JsonObject:
@@ -136,7 +162,7 @@ def list_flows(_args: argparse.Namespace, client: Client, console: Console) -> i
                 "yes" if f["enabled"] else "no",
                 str(f["version"]),
                 timestamp(f.get("created_at")),
-                f["webhook_url"],
+                _url(f),
             ]
             for f in answer["flows"]
         ]
@@ -154,7 +180,8 @@ def show(args: argparse.Namespace, client: Client, console: Console) -> int:
     console.print(
         f"# {flow['name']}: version {flow['version']}, {state},"
         f" deployed {timestamp(flow.get('version_created_at'))}\n"
-        f"# webhook: {flow['webhook_url']}\n" + yaml_text(readable_order(flow["definition"]))
+        f"# webhook: {_url(flow)} (also {flow['webhook_url']})\n"
+        + yaml_text(readable_order(flow["definition"]))
     )
     return 0
 
@@ -199,7 +226,7 @@ def trigger(args: argparse.Namespace, client: Client, console: Console) -> int:
     flow = client.get_flow(args.flow)
     flow_id = flow["id"]
     # A flow whose webhook has a secret takes only signed requests; its owner may sign.
-    secret = ((flow.get("definition") or {}).get("trigger") or {}).get("secret")
+    secret = _signing_secret(flow)
     if not args.sync:
         started = client.trigger(flow_id, data, secret=secret)
         if console.json:

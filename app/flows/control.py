@@ -70,6 +70,13 @@ async def find_webhook_flow(conn: AsyncConnection[Any], flow_id: UUID) -> FlowTa
     return None if row is None else FlowTarget(*row)
 
 
+async def find_flow_by_slugs(conn: AsyncConnection[Any], project: str, flow: str) -> UUID | None:
+    """The flow a stable webhook URL names (``/webhooks/{project}/{flow}``)."""
+    cur = await conn.execute(_SQL["find_flow_by_slugs"], {"project": project, "flow": flow})
+    row = await cur.fetchone()
+    return None if row is None else UUID(str(row[0]))
+
+
 async def find_flow_by_name(
     conn: AsyncConnection[Any], project_id: int, name: str
 ) -> FlowTarget | None:

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from app.flows import structure, templating
 from app.flows.problems import FlowDefinitionError, listed
@@ -289,8 +290,37 @@ def parse_flow(data: Any) -> FlowDefinition:
     try:
         return FlowDefinition.model_validate(data)
     except ValidationError as exc:
-        problems = listed(exc.errors(), step_types=STEP_TYPES, hints=_PATTERN_HINTS)
+        errors = _trigger_errors(exc.errors(), data)
+        problems = listed(errors, step_types=STEP_TYPES, hints=_PATTERN_HINTS)
         raise FlowDefinitionError(problems) from None
+
+
+def _trigger_errors(errors: list[ErrorDetails], data: Any) -> list[ErrorDetails]:
+    """Errors with the trigger's in document terms: of the two forms a trigger may take (one
+    or a list), only the errors of the form the document used, without pydantic's labels of
+    the union's members and tags (``trigger[0].secret``, not
+    ``trigger.list[tagged-union[…]].0.webhook.secret``)."""
+    given = data.get("trigger") if isinstance(data, dict) else None
+    form = "list[" if isinstance(given, list) else "tagged-union["
+    kept: list[ErrorDetails] = []
+    for error in errors:
+        loc = error["loc"]
+        if len(loc) < 2 or loc[0] != "trigger" or not isinstance(loc[1], str):
+            kept.append(error)
+            continue
+        if not loc[1].startswith(form):
+            continue
+        rest = [part for part in loc[2:] if not (isinstance(part, str) and "[" in part)]
+        if rest and rest[0] in ("webhook", "schedule") and form == "tagged-union[":
+            rest = rest[1:]
+        elif len(rest) > 1 and isinstance(rest[0], int) and rest[1] in ("webhook", "schedule"):
+            rest = [rest[0], *rest[2:]]
+        fixed: ErrorDetails = {**error, "loc": ("trigger", *rest)}
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            fixed["type"] = "trigger_type"
+            fixed["msg"] = "a trigger's type is webhook (the default) or schedule"
+        kept.append(fixed)
+    return kept
 
 
 def flow_json_schema() -> dict[str, Any]:

@@ -3,9 +3,13 @@ schedules. A flow has one trigger or a list of them (a webhook and a schedule to
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+SECRET_REFERENCE = re.compile(r"\{\{\s*secrets\.(?P<name>[A-Za-z_][A-Za-z0-9_]{0,127})\s*\}\}")
+"""A webhook's `secret` naming one of the project's secrets: ``{{ secrets.NAME }}``."""
 
 Verify = Literal["github", "stripe", "slack", "standard", "hmac-sha256", "bearer", "basic", "none"]
 
@@ -32,6 +36,12 @@ class WebhookTrigger(_Model):
     )
 
     @property
+    def secret_name(self) -> str | None:
+        """The project secret `secret` names, or None for a literal secret (or none)."""
+        found = SECRET_REFERENCE.fullmatch(self.secret.strip()) if self.secret else None
+        return found["name"] if found else None
+
+    @property
     def scheme(self) -> Verify:
         if self.verify is not None:
             return self.verify
@@ -43,6 +53,8 @@ class WebhookTrigger(_Model):
             raise ValueError(f"verify: {self.scheme} needs a secret")
         if self.scheme == "none" and self.secret is not None:
             raise ValueError("verify: none takes no secret")
+        if self.secret is not None and "{" in self.secret and self.secret_name is None:
+            raise ValueError("secret is a literal or exactly {{ secrets.NAME }}")
         return self
 
 

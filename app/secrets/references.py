@@ -27,6 +27,9 @@ def of(definition: FlowDefinition) -> References:
     secrets: set[str] = set()
     variables: set[str] = set()
     all_vars = False
+    webhook = definition.webhook
+    if webhook is not None and webhook.secret_name is not None:
+        secrets.add(webhook.secret_name)
     for path, step in definition.iter_steps():
         if isinstance(step, CodeStep):
             secrets.update(step.secrets)

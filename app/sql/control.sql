@@ -160,3 +160,10 @@ SET status = 'QUEUED', error = NULL, output = NULL, response = NULL, finished_at
 FROM run
 WHERE r.id = run.id
 RETURNING r.id;
+
+-- name: find_flow_by_slugs
+-- A live, enabled flow by its project's name and its own (a webhook's stable URL).
+SELECT f.flow_id
+FROM sluice_live_flows f
+JOIN projects p ON p.id = f.project_id
+WHERE p.name = %(project)s AND f.name = %(flow)s AND f.enabled;

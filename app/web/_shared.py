@@ -70,14 +70,22 @@ _BAD_WEBHOOK_INPUT = {
 }
 WEBHOOK_ERRORS = {
     "401": error_reply(
-        f"The flow wants a signed body and `{SIGNATURE_HEADER}` is missing or wrong."
+        "The flow verifies its requests (`trigger.verify`) and this one failed: a missing or "
+        "wrong signature, a timestamp outside the tolerance, or wrong credentials."
     ),
-    "404": error_reply("No enabled flow with this id."),
+    "404": error_reply("No enabled flow with this id (or name), or it has no webhook."),
     "429": error_reply(
         "The flow's project has SLUICE_MAX_LIVE_RUNS live runs: nothing was started; retry "
         "once some have ended."
     ),
     **_BAD_WEBHOOK_INPUT,
+}
+HANDSHAKE = {
+    "200": json_reply(
+        "A sender's handshake (GitHub's `ping`, Slack's `url_verification`), answered "
+        "without a run.",
+        {"type": "object"},
+    )
 }
 RESUME_ERRORS = {
     "404": error_reply("No such run, or the token does not match a waiting step."),
@@ -109,6 +117,8 @@ PATH_PARAMETERS = {
         Parameter("project_id", "path", int, "The project's id.", "ProjectId"),
         Parameter("name", "path", FlowName, "A flow's name.", "FlowName"),
         Parameter("flow_id", "path", UUID, "The flow's id (in its `webhook_url`).", "FlowId"),
+        Parameter("project", "path", str, "The project's name.", "ProjectName"),
+        Parameter("flow", "path", FlowName, "The flow's name.", "FlowNameInUrl"),
         Parameter("run_id", "path", UUID, "The run's id.", "RunId"),
         Parameter(
             "token", "path", str, "The token of the waiting step's resume URL.", "ResumeToken"

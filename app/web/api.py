@@ -22,6 +22,7 @@ from app.flows.run_views import Run, RunSummary
 from app.web import flows, health, projects, runs, schemas, secrets, webhooks
 from app.web import metrics as web_metrics
 from app.web._shared import (
+    HANDSHAKE,
     IDEMPOTENCY,
     NOT_FOUND,
     PATH_PARAMETERS,
@@ -269,24 +270,38 @@ _RUNS = (
     ),
 )
 _WEBHOOKS = (
-    Operation(
-        "POST /webhooks/{flow_id}",
-        webhooks.trigger_flow,
-        {
-            "202": json_reply(
-                "Accepted: the run is committed.", schemas.RunAccepted, run_header=True
+    *(
+        operation
+        for path, start, start_sync in (
+            ("/webhooks/{flow_id}", webhooks.trigger_flow, webhooks.trigger_flow_sync),
+            (
+                "/webhooks/{project}/{flow}",
+                webhooks.trigger_named_flow,
+                webhooks.trigger_named_flow_sync,
             ),
-            **WEBHOOK_ERRORS,
-        },
-        body=WEBHOOK_BODY,
-        parameters=(SIGNATURE, IDEMPOTENCY),
-    ),
-    Operation(
-        "POST /webhooks/{flow_id}/sync",
-        webhooks.trigger_flow_sync,
-        {**SYNC_REPLIES, **WEBHOOK_ERRORS},
-        body=WEBHOOK_BODY,
-        parameters=(SIGNATURE, IDEMPOTENCY),
+        )
+        for operation in (
+            Operation(
+                f"POST {path}",
+                start,
+                {
+                    "202": json_reply(
+                        "Accepted: the run is committed.", schemas.RunAccepted, run_header=True
+                    ),
+                    **HANDSHAKE,
+                    **WEBHOOK_ERRORS,
+                },
+                body=WEBHOOK_BODY,
+                parameters=(SIGNATURE, IDEMPOTENCY),
+            ),
+            Operation(
+                f"POST {path}/sync",
+                start_sync,
+                {**SYNC_REPLIES, **WEBHOOK_ERRORS},
+                body=WEBHOOK_BODY,
+                parameters=(SIGNATURE, IDEMPOTENCY),
+            ),
+        )
     ),
     Operation(
         "POST /resume/{run_id}/{token}",

@@ -14,6 +14,7 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app import projects
 from app.flows import FlowDefinitionError, flow_json_schema, parse_flow, store
 from app.flows.definition import CallFlowStep
 from app.secrets import references
@@ -35,9 +36,27 @@ def _webhook_url(request: Request, flow_id: UUID) -> str:
     return str(request.base_url).rstrip("/") + f"/webhooks/{flow_id}"
 
 
-def _view(view: type[_View], request: Request, flow: store.FlowSummary | store.FlowDetail) -> _View:
-    url = _webhook_url(request, flow.id)
-    return view.model_validate({**dataclasses.asdict(flow), "webhook_url": url})
+def _stable_url(request: Request, project: str, flow: str) -> str:
+    """The URL that stays a flow's across redeploys, deletes and recreations."""
+    return str(request.base_url).rstrip("/") + f"/webhooks/{project}/{flow}"
+
+
+async def _project_name(conn: AsyncConnection[Any], project_id: int) -> str:
+    project = await projects.get_project(conn, project_id)
+    assert project is not None  # the key's project exists (keys cascade with it)
+    return project.name
+
+
+def _view(
+    view: type[_View], request: Request, project: str, flow: store.FlowSummary | store.FlowDetail
+) -> _View:
+    return view.model_validate(
+        {
+            **dataclasses.asdict(flow),
+            "webhook_url": _webhook_url(request, flow.id),
+            "stable_webhook_url": _stable_url(request, project, flow.name),
+        }
+    )
 
 
 async def deploy_flow(request: Request) -> JSONResponse:
@@ -68,6 +87,7 @@ async def deploy_flow(request: Request) -> JSONResponse:
             await _check_named(conn, project_id, named)
         deployed = await store.deploy(conn, project_id, definition)
         live = await store.live_names(conn, project_id, (flow for _, flow in calls))
+        project = await _project_name(conn, project_id)
     warnings = [
         Problem(
             path=f"{path}.flow",
@@ -82,6 +102,7 @@ async def deploy_flow(request: Request) -> JSONResponse:
         version=deployed.version,
         created=deployed.created,
         webhook_url=_webhook_url(request, deployed.flow_id),
+        stable_webhook_url=_stable_url(request, project, name),
         warnings=warnings,
     )
     return reply(view, 201 if deployed.created else 200)
@@ -110,7 +131,8 @@ async def list_flows(request: Request) -> JSONResponse:
     project_id = await auth.project_id(request)
     async with request.state.pool.connection() as conn:
         flows = await store.list_flows(conn, project_id)
-    summaries = [_view(schemas.FlowSummary, request, flow) for flow in flows]
+        project = await _project_name(conn, project_id)
+    summaries = [_view(schemas.FlowSummary, request, project, flow) for flow in flows]
     return reply(schemas.FlowList(flows=summaries))
 
 
@@ -120,9 +142,10 @@ async def show_flow(request: Request) -> JSONResponse:
     name = request.path_params["name"]
     async with request.state.pool.connection() as conn:
         flow = await store.get(conn, project_id, name)
+        project = await _project_name(conn, project_id)
     if flow is None:
         raise ApiError(404, f"no flow {name!r}")
-    return reply(_view(schemas.Flow, request, flow))
+    return reply(_view(schemas.Flow, request, project, flow))
 
 
 async def enable_flow(request: Request) -> JSONResponse:

@@ -156,6 +156,9 @@ class FlowDeployed(View):
     version: int
     created: bool = Field(description="False when the definition equals the latest version's.")
     webhook_url: Url
+    stable_webhook_url: Url = Field(
+        description="`/webhooks/{project}/{flow}`: the same across redeploys and recreations."
+    )
     warnings: list[Problem] = Field(
         default_factory=list,
         description="What may fail at run time though the definition is valid: calls to "
@@ -173,6 +176,7 @@ class _FlowHead(View):
 
 class FlowSummary(_FlowHead):
     webhook_url: Url
+    stable_webhook_url: Url
 
 
 class Flow(_FlowHead):
@@ -180,6 +184,7 @@ class Flow(_FlowHead):
 
     version_created_at: Timestamp
     webhook_url: Url
+    stable_webhook_url: Url
     # In an allOf: pydantic looks a bare $ref up among its own definitions.
     definition: Annotated[
         dict[str, Any],

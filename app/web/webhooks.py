@@ -8,8 +8,6 @@ can pass unseen.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
 from typing import Any
 from uuid import UUID
@@ -21,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from app import metrics
 from app.flows import control, resume
 from app.flows.control import RunBudget
-from app.web import payloads, replies
+from app.web import payloads, replies, senders
 from app.web.body import read_limited
 from app.web.errors import ApiError
 from app.web.schemas import Resumed
@@ -53,28 +51,56 @@ async def _trigger(request: Request, raw: bytes) -> dict[str, Any]:
     }
 
 
-def _check_signature(secret: str, raw: bytes, header: str | None) -> None:
-    expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-    if header is None:
-        raise ApiError(401, f"missing {SIGNATURE_HEADER}: this flow's webhook must be signed")
-    if not hmac.compare_digest(expected.encode(), header.strip().lower().encode()):
-        raise ApiError(401, f"invalid {SIGNATURE_HEADER}: expected sha256=<hex HMAC of the body>")
-
-
 async def trigger_flow(request: Request) -> Response:
     """Start a run of the flow."""
-    return await _webhook(request, sync=False)
+    return await _webhook(request, parse_uuid(request.path_params["flow_id"], "flow"), sync=False)
 
 
 async def trigger_flow_sync(request: Request) -> Response:
     """Start a run and wait for its reply."""
-    return await _webhook(request, sync=True)
+    raw = request.path_params["flow_id"]
+    if not _is_uuid(raw):
+        # /webhooks/{project}/sync: the stable URL of a flow named "sync".
+        flow = await _named(request, raw, "sync")
+        return await _webhook(request, flow, sync=False)
+    return await _webhook(request, UUID(raw), sync=True)
 
 
-async def _webhook(request: Request, *, sync: bool) -> Response:
+async def trigger_named_flow(request: Request) -> Response:
+    """Start a run of the flow named in the URL (stable across redeploys and recreations)."""
+    params = request.path_params
+    return await _webhook(
+        request, await _named(request, params["project"], params["flow"]), sync=False
+    )
+
+
+async def trigger_named_flow_sync(request: Request) -> Response:
+    """Start a run of the flow named in the URL and wait for its reply."""
+    params = request.path_params
+    return await _webhook(
+        request, await _named(request, params["project"], params["flow"]), sync=True
+    )
+
+
+def _is_uuid(raw: str) -> bool:
+    try:
+        UUID(raw)
+    except ValueError:
+        return False
+    return True
+
+
+async def _named(request: Request, project: str, flow: str) -> UUID:
+    async with request.state.pool.connection() as conn:
+        found = await control.find_flow_by_slugs(conn, project, flow)
+    if found is None:
+        raise ApiError(404, f"no enabled flow {flow!r} in project {project!r}")
+    return found
+
+
+async def _webhook(request: Request, flow_id: UUID, *, sync: bool) -> Response:
     state = request.state
     settings = state.settings
-    flow_id = parse_uuid(request.path_params["flow_id"], "flow")
     raw = await read_limited(request)
     trigger = await _trigger(request, raw)
     key = _idempotency_key(request, settings.idempotency_window_seconds)
@@ -90,6 +116,8 @@ async def _webhook(request: Request, *, sync: bool) -> Response:
                 if started
                 else await _slow_path(request, conn, run_id, flow_id, raw, trigger, key)
             )
+        if isinstance(answering, Response):  # a sender's handshake: no run
+            return answering
         state.run_id = answering
         if answering == run_id:
             state.queue.wake()
@@ -119,17 +147,24 @@ async def _slow_path(
     raw: bytes,
     trigger: dict[str, Any],
     key: control.Key | None,
-) -> UUID:
-    """The flow is unknown, disabled, or wants a signed body, or the request's key has a
-    run already: the run that answers the request (a new one is `run_id`)."""
+) -> UUID | Response:
+    """The flow is unknown, disabled, or verifies its requests, or the request's key has a
+    run already: the run that answers the request (a new one is `run_id`), or the answer
+    to a sender's handshake (GitHub's ping, Slack's url_verification)."""
     target = await control.find_webhook_flow(conn, flow_id)
     if target is None:
         raise ApiError(404, f"no enabled flow {flow_id}")
     if target.webhook is None:
         raise ApiError(404, f"flow {flow_id} has no webhook trigger")
-    secret = target.webhook.get("secret")
-    if secret is not None:
-        _check_signature(secret, raw, request.headers.get(SIGNATURE_HEADER))
+    verified = await senders.check(request, conn, target, raw, trigger["body"])
+    if verified.answer is not None:
+        return verified.answer
+    if verified.event is not None:
+        trigger["event"] = verified.event
+    if key is None and verified.key is not None:
+        key = control.Key(
+            verified.key[:MAX_KEY_CHARS], request.state.settings.idempotency_window_seconds
+        )
     if key is not None and (existing := await control.keyed_run(conn, flow_id, key)):
         return existing
     budget = RunBudget.of(request.state.settings)

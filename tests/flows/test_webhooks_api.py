@@ -4,6 +4,7 @@ the version a run is pinned to."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -136,9 +137,9 @@ async def test_a_flow_with_a_secret_takes_only_signed_bodies(stack: Stack) -> No
     assert signed.json() == {"amount": 10}
     assert upper.status_code == 200
     assert unsigned.status_code == 401
-    assert "missing x-sluice-signature" in unsigned.json()["error"]
+    assert "missing X-Sluice-Signature" in unsigned.json()["error"]
     assert wrong_key.status_code == 401
-    assert "invalid x-sluice-signature" in wrong_key.json()["error"]
+    assert "invalid X-Sluice-Signature" in wrong_key.json()["error"]
     assert other_body.status_code == 401
     assert await run_count(stack) == 2
 
@@ -242,3 +243,26 @@ async def test_a_failed_sync_run_tells_its_caller_one_line_not_the_traceback(
     run = await stack.run(run_id)
     assert "Traceback" in run["error"]
     assert run["error"].endswith("ValueError: boom")
+
+
+async def test_a_timestamped_sluice_signature_cannot_be_replayed_later(stack: Stack) -> None:
+    flow = await stack.deploy({**ECHO, "name": "stamped", "trigger": {"secret": "s3cret"}})
+    url = f"/webhooks/{flow['id']}/sync"
+    raw = b'{"amount": 10}'
+
+    def signed_at(stamp: int) -> dict[str, str]:
+        content = str(stamp).encode() + b"." + raw
+        return {
+            "content-type": "application/json",
+            "x-sluice-timestamp": str(stamp),
+            "x-sluice-signature": signature("s3cret", content),
+        }
+
+    fresh = await stack.client.post(url, content=raw, headers=signed_at(int(time.time())))
+    replayed = await stack.client.post(url, content=raw, headers=signed_at(int(time.time()) - 301))
+    unstamped = signed_at(int(time.time()))
+    del unstamped["x-sluice-timestamp"]  # the signature covers the timestamp: it must be sent
+    assert fresh.status_code == 200, fresh.text
+    assert replayed.status_code == 401
+    assert "X-Sluice-Timestamp is outside the tolerance of 300 s" in replayed.json()["error"]
+    assert (await stack.client.post(url, content=raw, headers=unstamped)).status_code == 401

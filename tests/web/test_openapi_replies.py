@@ -35,7 +35,29 @@ PROJECT_KEY = {"authorization": "Bearer sk_abcdef_0123456789"}
 JSON_TYPE = {"content-type": "application/json"}
 TOO_LARGE = json.dumps({"name": "x" * 2000}).encode()  # over max_body_bytes=1024
 NOWHERE = "00000000-0000-4000-8000-000000000000"
-ANY_PARAMETERS = {"project_id": 1, "name": "x", "flow_id": NOWHERE, "run_id": NOWHERE, "token": "t"}
+ANY_PARAMETERS = {
+    "project_id": 1,
+    "name": "x",
+    "flow_id": NOWHERE,
+    "project": "tests",
+    "flow": "x",
+    "run_id": NOWHERE,
+    "token": "t",
+}
+# GitHub's documented test vector (docs.github.com, "Validating webhook deliveries").
+GITHUB_SECRET = "It's a Secret to Everybody"
+GITHUB_PAYLOAD = b"Hello, World!"
+GITHUB_SIGNATURE = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+
+
+def hooks(ids: dict[str, str], project: str = "tests") -> list[tuple[str, Any]]:
+    """Each webhook URL style, and how it names a flow: by id, and by names (stable)."""
+    return [
+        ("/webhooks/{flow_id}", lambda name: {"flow_id": ids.get(name, NOWHERE)}),
+        ("/webhooks/{project}/{flow}", lambda name: {"project": project, "flow": name}),
+    ]
+
+
 FAILING = {"id": "broken", "type": "respond", "body": "{{ 1 // trigger.body.zero }}"}
 
 
@@ -56,6 +78,11 @@ FLOWS = [
     responding("created-text", 201, "created"),
     {"name": "fails", "steps": [FAILING]},
     {"name": "signed", "trigger": {"secret": "s3cret"}, "steps": [FAILING]},
+    {
+        "name": "github",
+        "trigger": {"verify": "github", "secret": GITHUB_SECRET},
+        "steps": [FAILING],
+    },
     {
         "name": "parent",
         "steps": [{"id": "child", "type": "call_flow", "flow": "json", "input": {"who": "parent"}}],
@@ -165,7 +192,8 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
         database_url, with_worker=False, project="later", sync_timeout_seconds=0.2
     ) as stack:
         api = Caller(doc, stack.client, driven)
-        assert await api.call("post", "/webhooks/{flow_id}/sync", {"flow_id": ids["json"]}) == 202
+        for base, at in hooks(ids):
+            assert await api.call("post", base + "/sync", at("json")) == 202
         assert await api.call("post", "/resume/{run_id}/{token}/sync", waiting) == 202
 
     # A project at its cap on live runs (no worker ends them): 429.
@@ -173,10 +201,11 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
         database_url, with_worker=False, project="capped", max_live_runs=1
     ) as stack:
         api = Caller(doc, stack.client, driven)
-        flow = (await stack.deploy(responding("capped", 200, {})))["id"]
-        for path in ("/webhooks/{flow_id}", "/webhooks/{flow_id}/sync"):
-            assert await api.call("post", "/webhooks/{flow_id}", {"flow_id": flow}) in (202, 429)
-            assert await api.call("post", path, {"flow_id": flow}) == 429
+        capped = {"capped": (await stack.deploy(responding("capped", 200, {})))["id"]}
+        for base, at in hooks(capped, "capped"):
+            for path in (base, base + "/sync"):
+                assert await api.call("post", base, at("capped")) in (202, 429)
+                assert await api.call("post", path, at("capped")) == 429
 
     assert driven & NOT_DRIVEN == set()
     assert sorted(documented_replies(doc) - NOT_DRIVEN - driven) == []
@@ -216,6 +245,8 @@ async def _drive_slow_bodies(api: Caller, ids: dict[str, str], waiting: dict[str
         ("put", "/api/v1/vars/{name}", {"name": "SLOW"}, None),
         ("post", "/webhooks/{flow_id}", {"flow_id": ids["json"]}, None),
         ("post", "/webhooks/{flow_id}/sync", {"flow_id": ids["json"]}, None),
+        ("post", "/webhooks/{project}/{flow}", {"project": "tests", "flow": "json"}, None),
+        ("post", "/webhooks/{project}/{flow}/sync", {"project": "tests", "flow": "json"}, None),
         ("post", "/resume/{run_id}/{token}", waiting, None),
         ("post", "/resume/{run_id}/{token}/sync", waiting, None),
     ]
@@ -281,21 +312,24 @@ async def _drive_secrets(api: Caller) -> None:
 async def _drive_webhooks(api: Caller, ids: dict[str, str]) -> dict[str, str]:
     """Every webhook and resume reply a worker makes; a run left waiting (for a resume
     that no worker will continue)."""
-    for path in ("/webhooks/{flow_id}", "/webhooks/{flow_id}/sync"):
-        assert await api.call("post", path, {"flow_id": NOWHERE}, json={}) == 404
-        assert await api.call("post", path, {"flow_id": ids["signed"]}, json={}) == 401
-        json_flow = {"flow_id": ids["json"]}
-        assert await api.call("post", path, json_flow, content=b"{", headers=JSON_TYPE) == 400
-        assert await api.call("post", path, json_flow, content=TOO_LARGE) == 413
-    hook = "/webhooks/{flow_id}/sync"
-    replied = await api.send("post", hook, {"flow_id": ids["json"]}, json={"who": "you"})
-    assert replied.json() == {"hello": "you"}
-    assert (
-        await api.call("post", "/webhooks/{flow_id}", {"flow_id": ids["json"]}, json={"who": 1})
-        == 202
-    )
-    for name, status in [("created", 201), ("created-text", 201), ("fails", 500)]:
-        assert await api.call("post", hook, {"flow_id": ids[name]}) == status
+    ping = {"x-github-event": "ping", "x-hub-signature-256": GITHUB_SIGNATURE}
+    for base, at in hooks(ids):
+        for path in (base, base + "/sync"):
+            assert await api.call("post", path, at("nowhere"), json={}) == 404
+            assert await api.call("post", path, at("signed"), json={}) == 401
+            bad = await api.call("post", path, at("json"), content=b"{", headers=JSON_TYPE)
+            assert bad == 400
+            assert await api.call("post", path, at("json"), content=TOO_LARGE) == 413
+            handshake = await api.send(
+                "post", path, at("github"), content=GITHUB_PAYLOAD, headers=ping
+            )
+            assert handshake.status_code == 200, handshake.text
+        replied = await api.send("post", base + "/sync", at("json"), json={"who": "you"})
+        assert replied.json() == {"hello": "you"}
+        assert await api.call("post", base, at("json"), json={"who": 1}) == 202
+        for name, status in [("created", 201), ("created-text", 201), ("fails", 500)]:
+            assert await api.call("post", base + "/sync", at(name)) == status
+        assert await api.call("post", base + "/sync", at("asks")) == 200  # text: a resume URL
 
     resume, resume_sync = "/resume/{run_id}/{token}", "/resume/{run_id}/{token}/sync"
     resumed = await api.asked(ids["asks"])
