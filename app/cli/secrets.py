@@ -11,7 +11,7 @@ import getpass
 import sys
 from pathlib import Path
 
-from app.cli.client import Client
+from app.cli.client import Client, JsonObject
 from app.cli.output import Console, UsageError, table, timestamp
 
 
@@ -80,17 +80,11 @@ def set_secret(args: argparse.Namespace, client: Client, console: Console) -> in
 
 def list_secrets(_args: argparse.Namespace, client: Client, console: Console) -> int:
     answer = client.list_named("secrets")
-    if console.json:
-        console.print_json(answer)
-    elif not answer["secrets"]:
-        console.note("no secrets")
-    else:
-        rows = [
-            (s["name"], timestamp(s["updated_at"]), ", ".join(s["used_by"]) or "-")
-            for s in answer["secrets"]
-        ]
-        console.print(table(("NAME", "UPDATED", "USED BY"), rows))
-    return 0
+    rows = [
+        (s["name"], timestamp(s["updated_at"]), ", ".join(s["used_by"]) or "-")
+        for s in answer["secrets"]
+    ]
+    return _listing(console, answer, "secrets", ("NAME", "UPDATED", "USED BY"), rows)
 
 
 def set_var(args: argparse.Namespace, client: Client, console: Console) -> int:
@@ -113,13 +107,23 @@ def get_var(args: argparse.Namespace, client: Client, console: Console) -> int:
 
 def list_vars(_args: argparse.Namespace, client: Client, console: Console) -> int:
     answer = client.list_named("vars")
+    rows = [(v["name"], v["value"], timestamp(v["updated_at"])) for v in answer["vars"]]
+    return _listing(console, answer, "vars", ("NAME", "VALUE", "UPDATED"), rows)
+
+
+def _listing(
+    console: Console,
+    answer: JsonObject,
+    kind: str,
+    headers: tuple[str, ...],
+    rows: list[tuple[str, str, str]],
+) -> int:
     if console.json:
         console.print_json(answer)
-    elif not answer["vars"]:
-        console.note("no vars")
+    elif not rows:
+        console.note(f"no {kind}")
     else:
-        rows = [(v["name"], v["value"], timestamp(v["updated_at"])) for v in answer["vars"]]
-        console.print(table(("NAME", "VALUE", "UPDATED"), rows))
+        console.print(table(headers, rows))
     return 0
 
 

@@ -7,8 +7,11 @@ times only. Another project's secrets and vars are indistinguishable from missin
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pydantic
+from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -85,12 +88,7 @@ async def list_secrets(request: Request) -> JSONResponse:
 
 async def delete_secret(request: Request) -> Response:
     """Remove a secret (runs that use it fail from then on)."""
-    project_id = await auth.project_id(request)
-    name = _name(request)
-    async with request.state.pool.connection() as conn:
-        if not await store.delete_secret(conn, project_id, name):
-            raise ApiError(404, f"no secret {name!r}")
-    return Response(status_code=204)
+    return await _delete(request, "secret", store.delete_secret)
 
 
 async def put_var(request: Request) -> JSONResponse:
@@ -127,9 +125,17 @@ async def get_var(request: Request) -> JSONResponse:
 
 async def delete_var(request: Request) -> Response:
     """Remove a var."""
+    return await _delete(request, "var", store.delete_var)
+
+
+async def _delete(
+    request: Request,
+    kind: str,
+    delete: Callable[[AsyncConnection[Any], int, str], Awaitable[bool]],
+) -> Response:
     project_id = await auth.project_id(request)
     name = _name(request)
     async with request.state.pool.connection() as conn:
-        if not await store.delete_var(conn, project_id, name):
-            raise ApiError(404, f"no var {name!r}")
+        if not await delete(conn, project_id, name):
+            raise ApiError(404, f"no {kind} {name!r}")
     return Response(status_code=204)

@@ -118,6 +118,11 @@ def test_a_secret_is_sent_masked_everywhere_and_survives_a_key_rotation(
             created = json.loads(cli(env, "project", "create", "newcomer", "--json"))
             env["SLUICE_API_KEY"] = created["api_key"]
             said = cli(env, "secret", "set", "API_TOKEN", stdin=TOKEN + "\n")
+            cli(env, "var", "set", "REGION", "eu-west-1")
+            assert cli(env, "var", "get", "REGION").strip() == "eu-west-1"
+            assert "eu-west-1" in cli(env, "var", "list")
+            cli(env, "var", "delete", "REGION")
+            assert "no vars" in cli(env, "var", "list")
             cli(env, "flow", "deploy", str(flow))
             reply = cli(env, "trigger", "calls", "--sync", "--json")
             run_id = json.loads(cli(env, "runs", "list", "--json"))["runs"][0]["id"]
