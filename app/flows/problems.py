@@ -43,7 +43,10 @@ def listed(
 ) -> list[dict[str, str]]:
     """Pydantic's errors as problems; `hints` explain a mismatch of each pattern they key."""
     problems: list[dict[str, str]] = []
+    shaped = {e["loc"][0] for e in errors if e["loc"] and not _other_shape(e)}
     for error in errors:
+        if _other_shape(error) and error["loc"][0] in shaped:
+            continue  # the value has the other shape of a union (one trigger, not a list)
         ctx = error.get("ctx", {})
         if error["type"] == _WHOLE_FLOW:
             problems.extend({"path": p, "message": m} for p, m in ctx["problems"])
@@ -52,6 +55,27 @@ def listed(
             {"path": _path(error["loc"], step_types), "message": _message(error, step_types, hints)}
         )
     return problems
+
+
+_OTHER_SHAPE = ("list_type", "model_attributes_type", "model_type", "dict_type")
+
+
+def _other_shape(error: ErrorDetails) -> bool:
+    return error["type"] in _OTHER_SHAPE and bool(error["loc"]) and _is_branch(error["loc"][-1])
+
+
+def _is_branch(part: int | str) -> bool:
+    """Pydantic's label of a union member in a location (``tagged-union[...]``)."""
+    return isinstance(part, str) and part.endswith("]") and "[" in part and "." not in part
+
+
+def _is_tag(loc: tuple[int | str, ...], position: int) -> bool:
+    """The tag after a tagged union's label (its own, or its list's and an index)."""
+    before = loc[max(position - 2, 0) : position]
+    return bool(before) and (
+        str(before[-1]).startswith("tagged-union[")
+        or (isinstance(before[-1], int) and str(before[0]).startswith("list[tagged-union["))
+    )
 
 
 def join(path: str, key: str) -> str:
@@ -82,8 +106,9 @@ def _path(loc: tuple[int | str, ...], step_types: Sequence[str]) -> str:
     for position, part in enumerate(loc):
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part == "[key]":
-            continue  # pydantic's marker for "the key itself", already in the path
+        elif part == "[key]" or _is_branch(part) or _is_tag(loc, position):
+            continue  # pydantic's marker for "the key itself", already in the path, or of
+            # which member of a union is meant: not part of the document
         elif (
             position >= 2
             and isinstance(loc[position - 1], int)
