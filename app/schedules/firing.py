@@ -136,6 +136,16 @@ async def of_project(conn: AsyncConnection[Any], project_id: int) -> list[Schedu
             return sorted(found, key=lambda s: (s.flow, s.position))
 
 
+async def of_flow(
+    conn: AsyncConnection[Any], flow_id: UUID, triggers: Iterable[tuple[int, ScheduleTrigger]]
+) -> list[tuple[int, ScheduleTrigger, datetime | None]]:
+    """These schedules of a flow (by position), each with its latest tick that started a
+    run."""
+    listed = list(triggers)
+    last = await last_ticks(conn, ((flow_id, trigger.key) for _, trigger in listed))
+    return [(index, t, last[(flow_id, t.key)][1]) for index, t in listed]
+
+
 async def last_ticks(
     conn: AsyncConnection[Any], keys: Iterable[tuple[UUID, str]]
 ) -> dict[tuple[UUID, str], tuple[datetime | None, datetime | None]]:
