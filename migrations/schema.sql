@@ -399,6 +399,17 @@ CREATE TABLE public.run_keys (
     CONSTRAINT run_keys_key_check CHECK ((key <> ''::text))
 );
 
+CREATE TABLE public.schedule_ticks (
+    flow_id uuid NOT NULL,
+    rule text NOT NULL,
+    tick_at timestamp with time zone NOT NULL,
+    run_id uuid,
+    outcome text NOT NULL,
+    fired_at timestamp with time zone NOT NULL,
+    CONSTRAINT schedule_ticks_outcome_check CHECK ((outcome = ANY (ARRAY['run'::text, 'overlap'::text, 'cap'::text]))),
+    CONSTRAINT schedule_ticks_rule_check CHECK ((rule <> ''::text))
+);
+
 CREATE TABLE public.secrets (
     project_id bigint NOT NULL,
     name text NOT NULL,
@@ -540,6 +551,9 @@ ALTER TABLE ONLY public.projects
 ALTER TABLE ONLY public.run_keys
     ADD CONSTRAINT run_keys_pkey PRIMARY KEY (flow_id, key);
 
+ALTER TABLE ONLY public.schedule_ticks
+    ADD CONSTRAINT schedule_ticks_pkey PRIMARY KEY (flow_id, rule, tick_at);
+
 ALTER TABLE ONLY public.secrets
     ADD CONSTRAINT secrets_pkey PRIMARY KEY (project_id, name);
 
@@ -587,6 +601,8 @@ CREATE INDEX run_keys_created_at ON public.run_keys USING btree (created_at);
 
 CREATE INDEX run_keys_run ON public.run_keys USING btree (run_id);
 
+CREATE INDEX schedule_ticks_run ON public.schedule_ticks USING btree (run_id) WHERE (run_id IS NOT NULL);
+
 CREATE INDEX secrets_by_key ON public.secrets USING btree (key_id);
 
 CREATE INDEX waitpoints_child ON public.waitpoints USING btree (child_run_id) WHERE (child_run_id IS NOT NULL);
@@ -631,6 +647,12 @@ ALTER TABLE ONLY public.run_keys
 
 ALTER TABLE ONLY public.run_keys
     ADD CONSTRAINT run_keys_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.flow_runs(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.schedule_ticks
+    ADD CONSTRAINT schedule_ticks_flow_id_fkey FOREIGN KEY (flow_id) REFERENCES public.flows(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.schedule_ticks
+    ADD CONSTRAINT schedule_ticks_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.flow_runs(id) ON DELETE SET NULL;
 
 ALTER TABLE ONLY public.secrets
     ADD CONSTRAINT secrets_project_id_fkey FOREIGN KEY (project_id) REFERENCES public.projects(id) ON DELETE CASCADE;

@@ -7,9 +7,11 @@ session lock goes with it and another worker takes the role on its next tick.
 
 The same pass times out runs past ``SLUICE_RUN_TIMEOUT_SECONDS`` of active time and paused
 runs past ``SLUICE_PAUSED_RUN_TTL``, and reports them (`on_expired`) so that their sync
-callers are answered and their executions stopped; and it forgets webhook idempotency keys
-older than their window. While the database is away the pass fails quietly (one line when
-it goes, one when it is back) and the next tick tries again.
+callers are answered and their executions stopped; it fires the schedules' due ticks
+(`app.schedules.firing`: each tick one run, by a database key, whoever leads), and it
+forgets webhook idempotency keys and schedule ticks older than their windows. While the
+database is away the pass fails quietly (one line when it goes, one when it is back) and
+the next tick tries again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from app.db import Outage
 from app.flows import control, runs
 from app.jobs import Queue, RescueReport
 from app.locks import Leadership
+from app.schedules import firing
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +46,17 @@ class Maintenance:
         *,
         on_expired: Callable[[list[runs.Expired]], None] | None = None,
         key_window_seconds: float | None = None,
+        schedules: control.RunBudget | None = None,
     ) -> None:
         """`key_window_seconds`: webhook idempotency keys older than this are deleted (None:
-        kept)."""
+        kept). `schedules`: the budget of the runs that schedules start (None: this pass
+        fires no schedule)."""
         self._queue = queue
         self._leadership = leadership
         self._interval = interval_seconds
         self._on_expired = on_expired
         self._key_window = key_window_seconds
+        self._schedules = schedules
         self._outage = Outage("maintenance", log)
 
     async def tick(self, *, now: datetime | None = None) -> RescueReport | None:
@@ -68,8 +74,30 @@ class Maintenance:
             if report.total < RESCUE_BATCH:
                 break
         await self.expire_runs(now=now)
+        await self.fire_schedules(now=now)
         await self.forget_keys(now=now)
         return RescueReport(requeued=requeued, dead=dead)
+
+    async def fire_schedules(self, *, now: datetime | None = None) -> list[firing.Fired]:
+        if self._schedules is None:
+            return []
+        conn = self._leadership.connection
+        fired = await firing.fire_due(conn, self._schedules, now=now)
+        for tick in fired:
+            if tick.outcome == "cap":
+                log.warning(
+                    "schedule %r of flow %s: tick %s skipped, the project is at its cap "
+                    "of live runs",
+                    tick.rule,
+                    tick.flow_id,
+                    tick.tick_at.isoformat(),
+                )
+        if any(tick.run_id is not None for tick in fired):
+            self._queue.wake()
+        window = firing.TICK_WINDOW_SECONDS
+        while await firing.forget_ticks(conn, window, limit=RESCUE_BATCH, now=now) == RESCUE_BATCH:
+            pass
+        return fired
 
     async def forget_keys(self, *, now: datetime | None = None) -> int:
         if self._key_window is None:

@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app import db, metrics, workers
 from app.db import Outage
-from app.flows import model, runs
+from app.flows import control, model, runs
 from app.jobs import NOTIFY_CHANNEL, Job, Queue, queue_from
 from app.locks import Leadership
 from app.settings import Settings
@@ -144,6 +144,7 @@ class Worker:
                 settings.maintenance_interval_seconds,
                 on_expired=lambda expired: _announce_expired(expired, run_events, cancel_events),
                 key_window_seconds=settings.idempotency_window_seconds,
+                schedules=control.RunBudget.of(settings),
             )
             async with pool.connection() as conn:
                 await workers.register(conn, self._info())

@@ -145,6 +145,9 @@ class Client:
         action = "enable" if enabled else "disable"
         return self._json("POST", f"/api/v1/flows/{_segment(name)}/{action}")
 
+    def list_schedules(self) -> JsonObject:
+        return self._json("GET", "/api/v1/schedules")
+
     def delete_flow(self, name: str) -> None:
         self._send("DELETE", f"/api/v1/flows/{_segment(name)}")
 

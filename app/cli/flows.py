@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from app.cli import schedules
 from app.cli.client import ApiError, Client, JsonObject, Reply, api_error
 from app.cli.output import (
     Console,
@@ -177,10 +178,15 @@ def show(args: argparse.Namespace, client: Client, console: Console) -> int:
         return 0
     # Comments, so the output is still a definition `sluice flow deploy` takes back.
     state = "enabled" if flow["enabled"] else "disabled"
+    scheduled = "".join(
+        f"# schedule {s['index']}: {schedules.rule(s)}; next: {schedules.upcoming(s)}\n"
+        for s in flow.get("schedules", [])
+    )
     console.print(
         f"# {flow['name']}: version {flow['version']}, {state},"
         f" deployed {timestamp(flow.get('version_created_at'))}\n"
         f"# webhook: {_url(flow)} (also {flow['webhook_url']})\n"
+        + scheduled
         + yaml_text(readable_order(flow["definition"]))
     )
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import admin, flows, runs, secrets
+from app.cli import admin, flows, runs, schedules, secrets
 
 ROLES = ("app", "worker", "worker_and_app")
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     flows.add_commands(commands, project_options)
     secrets.add_commands(commands, project_options)
     runs.add_commands(commands, project_options)
+    schedules.add_commands(commands, project_options)
     admin.add_commands(commands, project_options, admin_options)
     return parser
 

@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from app.flows import structure, templating
-from app.flows.problems import FlowDefinitionError, listed
+from app.flows.problems import FlowDefinitionError, listed, raise_found
 from app.flows.triggers import ScheduleTrigger, Trigger, WebhookTrigger
 
 FLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -37,6 +37,7 @@ STEP_ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$"
 REQUIREMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+ ]*$"
 
+MAX_SCHEDULES = 20
 MAX_CODE_CHARS = 64 * 1024
 MAX_TEMPLATE_CHARS = 16 * 1024
 
@@ -248,6 +249,26 @@ class FlowDefinition(_Model):
             return {"type": "webhook", **trigger} if isinstance(trigger, dict) else trigger
 
         return [typed(t) for t in value] if isinstance(value, list) else typed(value)
+
+    @field_validator("trigger")
+    @classmethod
+    def _few_distinct_schedules(cls, trigger: Any) -> Any:
+        listed = trigger if isinstance(trigger, list) else [trigger]
+        problems: list[tuple[str, str]] = []
+        first: dict[str, int] = {}
+        for index, schedule in enumerate(listed):
+            if not isinstance(schedule, ScheduleTrigger):
+                continue
+            if len(first) == MAX_SCHEDULES:
+                problems.append((f"trigger[{index}]", f"at most {MAX_SCHEDULES} schedules"))
+                break
+            if schedule.key in first:
+                problems.append(
+                    (f"trigger[{index}]", f"the same schedule as trigger[{first[schedule.key]}]")
+                )
+            first.setdefault(schedule.key, index)
+        raise_found(problems)
+        return trigger
 
     @property
     def triggers(self) -> list[WebhookTrigger | ScheduleTrigger]:

@@ -4,9 +4,12 @@ schedules. A flow has one trigger or a list of them (a webhook and a schedule to
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from cronsim import CronSim, CronSimError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 SECRET_REFERENCE = re.compile(r"\{\{\s*secrets\.(?P<name>[A-Za-z_][A-Za-z0-9_]{0,127})\s*\}\}")
 """A webhook's `secret` naming one of the project's secrets: ``{{ secrets.NAME }}``."""
@@ -58,9 +61,18 @@ class WebhookTrigger(_Model):
         return self
 
 
+MAX_EVERY_SECONDS = 366 * 86_400
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def every_seconds(every: str) -> int:
+    """``30s`` → 30, ``5m`` → 300."""
+    return int(every[:-1]) * _UNITS[every[-1]]
+
+
 class ScheduleTrigger(_Model):
     """Runs the flow on a schedule: `cron` (five fields) or `every` (``30s``, ``5m``,
-    ``1h``), in `timezone`."""
+    ``1h``, ``1d``; at least 1 s, at most 366 d), in `timezone` (an IANA name)."""
 
     type: Literal["schedule"]
     cron: str | None = Field(default=None, max_length=200)
@@ -69,6 +81,44 @@ class ScheduleTrigger(_Model):
     overlap: Literal["skip", "queue", "allow"] = "skip"
     catch_up: Literal["none", "latest", "all"] = "latest"
     input: JsonValue = None
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, cron: str | None) -> str | None:
+        if cron is None:
+            return None
+        if len(cron.split()) != 5:
+            raise ValueError("a cron rule has five fields: minute hour day month weekday")
+        try:
+            CronSim(cron, datetime(2000, 1, 1))
+        except CronSimError as exc:
+            raise ValueError(f"not a cron rule: {exc}") from None
+        return cron
+
+    @field_validator("every")
+    @classmethod
+    def _every_bounded(cls, every: str | None) -> str | None:
+        if every is not None and every_seconds(every) > MAX_EVERY_SECONDS:
+            raise ValueError("at most 366d")
+        return every
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, timezone: str) -> str:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            message = f"unknown time zone {timezone!r} (an IANA name, e.g. Europe/Paris)"
+            raise ValueError(message) from None
+        return timezone
+
+    @property
+    def key(self) -> str:
+        """The schedule's identity across versions: its ticks are keyed by it."""
+        if self.cron is not None:
+            return f"cron {' '.join(self.cron.split())} {self.timezone}"
+        assert self.every is not None
+        return f"every {every_seconds(self.every)}s"
 
     @model_validator(mode="after")
     def _one_rule(self) -> ScheduleTrigger:

@@ -19,7 +19,7 @@ from app import metrics
 from app.flows import run_views
 from app.flows.model import RunStatus
 from app.flows.run_views import Run, RunSummary
-from app.web import flows, health, projects, runs, schemas, secrets, webhooks
+from app.web import flows, health, projects, runs, schedules, schemas, secrets, webhooks
 from app.web import metrics as web_metrics
 from app.web._shared import (
     HANDSHAKE,
@@ -186,6 +186,13 @@ _FLOWS = (
         {"200": json_reply("The flow's new state.", schemas.FlowEnabled), **NOT_FOUND},
     ),
 )
+_SCHEDULES = (
+    Operation(
+        "GET /api/v1/schedules",
+        schedules.list_schedules,
+        {"200": json_reply("Every schedule of the project's flows.", schemas.ScheduleList)},
+    ),
+)
 _BAD_NAME = error_reply("The name is not letters, digits and _ (not starting with a digit).")
 _SECRETS = (
     Operation(
@@ -335,6 +342,7 @@ SECTIONS = (
     Section("projects", PROJECT_KEY, _database(_OWN_PROJECT)),
     Section("flows", None, _FLOW_SCHEMA),
     Section("flows", PROJECT_KEY, _database(_FLOWS)),
+    Section("flows", PROJECT_KEY, _database(_SCHEDULES)),
     Section("secrets", PROJECT_KEY, _database(_SECRETS)),
     Section("runs", PROJECT_KEY, _database(_RUNS)),
     Section("webhooks", None, _database(_WEBHOOKS)),

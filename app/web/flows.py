@@ -17,14 +17,16 @@ from starlette.responses import JSONResponse, Response
 from app import projects
 from app.flows import FlowDefinitionError, flow_json_schema, parse_flow, store
 from app.flows.definition import CallFlowStep
+from app.flows.triggers import ScheduleTrigger
+from app.schedules import firing
 from app.secrets import references
 from app.secrets import store as secrets_store
-from app.web import auth, schemas
+from app.web import auth, schedules, schemas
 from app.web.body import json_body
 from app.web.errors import ApiError
 from app.web.schemas import FlowEnabled, Problem, reply
 
-_View = TypeVar("_View", schemas.FlowSummary, schemas.Flow)
+_View = TypeVar("_View", bound=schemas.FlowSummary)
 
 
 async def flow_schema(_request: Request) -> JSONResponse:
@@ -143,9 +145,25 @@ async def show_flow(request: Request) -> JSONResponse:
     async with request.state.pool.connection() as conn:
         flow = await store.get(conn, project_id, name)
         project = await _project_name(conn, project_id)
-    if flow is None:
-        raise ApiError(404, f"no flow {name!r}")
-    return reply(_view(schemas.Flow, request, project, flow))
+        if flow is None:
+            raise ApiError(404, f"no flow {name!r}")
+        triggers = parse_flow(flow.definition).triggers
+        scheduled = await firing.of_flow(
+            conn,
+            flow.id,
+            ((i, t) for i, t in enumerate(triggers) if isinstance(t, ScheduleTrigger)),
+        )
+    views = [schedules.view(*s, enabled=flow.enabled) for s in scheduled]
+    return reply(
+        schemas.Flow.model_validate(
+            {
+                **dataclasses.asdict(flow),
+                "webhook_url": _webhook_url(request, flow.id),
+                "stable_webhook_url": _stable_url(request, project, flow.name),
+                "schedules": views,
+            }
+        )
+    )
 
 
 async def enable_flow(request: Request) -> JSONResponse:

@@ -179,12 +179,37 @@ class FlowSummary(_FlowHead):
     stable_webhook_url: Url
 
 
+class Schedule(View):
+    """A schedule trigger of a flow's latest version, and when it fires."""
+
+    index: int = Field(description="Its position among the flow's triggers.")
+    cron: str | None
+    every: str | None
+    timezone: str
+    overlap: Literal["skip", "queue", "allow"]
+    catch_up: Literal["none", "latest", "all"]
+    next: list[Timestamp] = Field(
+        description="Its next three ticks (none while the flow is disabled)."
+    )
+    last_run_at: Timestamp | None = Field(description="Its latest tick that started a run.")
+
+
+class ProjectSchedule(Schedule):
+    flow: str
+    enabled: bool
+
+
+class ScheduleList(View):
+    schedules: list[ProjectSchedule]
+
+
 class Flow(_FlowHead):
     """A flow with its latest version's definition."""
 
     version_created_at: Timestamp
     webhook_url: Url
     stable_webhook_url: Url
+    schedules: list[Schedule]
     # In an allOf: pydantic looks a bare $ref up among its own definitions.
     definition: Annotated[
         dict[str, Any],

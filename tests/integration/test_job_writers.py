@@ -23,6 +23,7 @@ _SQL_FILES = (
     "projects",
     "run_views",
     "runs",
+    "schedules",
     "schema",
     "secrets",
     "signals",

@@ -283,6 +283,13 @@ async def _drive_flows(api: Caller) -> None:
     assert await api.call("put", flow, hello, content=TOO_LARGE) == 413
     assert await api.call("get", "/api/v1/flows") == 200
     assert await api.call("get", flow, hello) == 200
+    ticking = {
+        **{k: v for k, v in HELLO.items() if k != "name"},
+        "trigger": [{"type": "webhook"}, {"type": "schedule", "cron": "0 9 * * 1-5"}],
+    }
+    assert await api.call("put", flow, {"name": "ticking"}, json=ticking) == 201
+    assert await api.call("get", flow, {"name": "ticking"}) == 200
+    assert await api.call("get", "/api/v1/schedules") == 200
     assert await api.call("post", flow + "/disable", hello) == 200
     assert await api.call("post", flow + "/enable", hello) == 200
     assert await api.call("delete", flow, hello) == 204

@@ -1,0 +1,2 @@
+"""Schedule triggers: when their ticks fall (`rules`) and how the maintenance leader fires
+them (`firing`)."""
