@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from app.flows import control, decisions, resume, waits
+from app.flows.definition import WaitForWebhookStep
 from app.web import payloads
 from app.web.body import read_limited
 from app.web.errors import ApiError
@@ -107,6 +108,7 @@ async def submit(request: Request) -> Response:
         heading=f"{label} — the run continues",
         message="Thank you: your decision is recorded, and the run goes on with it.",
         decision=decision,
+        labels=_labels(wait.step),
         wait=None,
     )
 
@@ -186,8 +188,19 @@ def _outcome(wait: waits.StepWait, status: int) -> Response:
         message=message,
         badge=badge,
         decision=decision,
+        labels=_labels(wait.step),
         wait=wait,
     )
+
+
+def _labels(step: WaitForWebhookStep | None) -> dict[str, str]:
+    return {field.name: field.title for field in step.form} if step is not None else {}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    return "—" if value is None or value == "" else str(value)
 
 
 def _is_decision(payload: Any) -> bool:
@@ -207,7 +220,9 @@ def _templates() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.globals.update(label=decisions.choice_label, style=_style, tone=_tone, when=_when)
+    environment.globals.update(
+        label=decisions.choice_label, style=_style, tone=_tone, when=_when, shown=_shown
+    )
     return environment
 
 
