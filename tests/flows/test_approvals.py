@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 
+from app.flows import resume
 from tests.flows.helpers import code, problem_at, rejected, started_run, step
-from tests.flows.stack import Stack
+from tests.flows.stack import Stack, running_stack
+from tests.integration.helpers import connect, fetchval
 
 BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 REFUND: dict[str, Any] = {
@@ -237,3 +239,33 @@ async def test_bad_choices_and_forms_are_refused_at_deploy(stack: Stack) -> None
     assert "steps[0].form[0].type" in [p["path"] for p in kind]
     names = await rejected(stack, flow(form=[{"name": "x"}, {"name": "x"}]))
     assert "distinct" in problem_at(names, "steps[0].form")
+
+
+async def test_a_decision_made_before_the_run_reaches_the_step_is_kept(
+    database_url: str,
+) -> None:
+    async with running_stack(database_url, with_worker=False) as stack:
+        deployed = await stack.deploy(REFUND)
+        run_id = await started_run(stack, deployed["id"])  # QUEUED: no worker runs it
+        conn = await connect(database_url)
+        async with conn:
+            secret = await fetchval(
+                conn, "SELECT resume_secret FROM flow_runs WHERE id = %s", [run_id]
+            )
+            url = resume.url(stack.base_url, run_id, bytes(secret), "approve")
+            async with httpx.AsyncClient(timeout=30) as browser:
+                page = await browser.get(url, headers=BROWSER)
+                assert page.status_code == 200
+                assert "has not reached this step yet" in page.text
+                data = {"choice": "reject", "field.amount": "0"}
+                decided = await browser.post(url, headers=BROWSER, data=data)
+                assert decided.status_code == 200, decided.text
+            cur = await conn.execute(
+                "SELECT state, payload FROM waitpoints WHERE run_id = %s", [run_id]
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        state, payload = row
+        assert state == "completed"
+        assert payload["choice"] == "reject"
+        assert payload["fields"]["amount"] == 0
