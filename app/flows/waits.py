@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from app import queries
 from app.flows import control, decisions, resume
-from app.flows.definition import WaitForWebhookStep, parse_flow
+from app.flows.definition import FlowDefinition, WaitForWebhookStep, parse_flow
 from app.flows.model import RunStatus
 
 _SQL = queries.load("waits")
@@ -31,10 +31,10 @@ def step_id_of(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
-def webhook_step(definition: dict[str, Any], key: str) -> WaitForWebhookStep | None:
+def webhook_step(definition: FlowDefinition, key: str) -> WaitForWebhookStep | None:
     """The `wait_for_webhook` step of the definition that step instance `key` is of."""
     wanted = step_id_of(key)
-    for _path, step in parse_flow(definition).iter_steps():
+    for _path, step in definition.iter_steps():
         if step.id == wanted:
             return step if isinstance(step, WaitForWebhookStep) else None
     return None
@@ -84,7 +84,7 @@ async def find(conn: AsyncConnection[Any], run_id: UUID, key: str) -> StepWait |
     return StepWait(
         **{**row, "status": RunStatus(row["status"]), "resume_secret": bytes(row["resume_secret"])},
         key=key,
-        step=webhook_step(definition, key),
+        step=webhook_step(parse_flow(definition), key),
     )
 
 
@@ -112,6 +112,7 @@ async def pending(conn: AsyncConnection[Any], run_id: UUID, public_url: str) -> 
         await cur.execute(_SQL["pending_waits"], {"run_id": run_id})
         rows = await cur.fetchall()
     found: list[Pending] = []
+    definition: FlowDefinition | None = None  # one for all the run's waits
     for row in rows:
         key = row["step_key"]
         wait = Pending(
@@ -124,7 +125,8 @@ async def pending(conn: AsyncConnection[Any], run_id: UUID, public_url: str) -> 
         )
         if row["kind"] == "webhook":
             secret = bytes(row["resume_secret"])
-            step = webhook_step(row["definition"], key)
+            definition = definition or parse_flow(row["definition"])
+            step = webhook_step(definition, key)
             wait = dataclasses.replace(
                 wait,
                 resume_url=resume.url(public_url, run_id, secret, key),
