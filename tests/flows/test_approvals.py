@@ -5,13 +5,14 @@ run's view says it waits for."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from app.flows import resume
 from tests.flows.helpers import code, problem_at, rejected, started_run, step
 from tests.flows.stack import Stack, running_stack
-from tests.integration.helpers import connect, fetchval
+from tests.integration.helpers import connect, eventually, fetchval
 
 BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 REFUND: dict[str, Any] = {
@@ -269,3 +270,46 @@ async def test_a_decision_made_before_the_run_reaches_the_step_is_kept(
         assert state == "completed"
         assert payload["choice"] == "reject"
         assert payload["fields"]["amount"] == 0
+
+
+async def test_a_wait_in_a_loop_is_resumed_by_its_key(stack: Stack) -> None:
+    deployed = await stack.deploy(
+        {
+            "name": "each",
+            "steps": [
+                {
+                    "id": "each",
+                    "type": "loop",
+                    "items": ["a", "b"],
+                    "steps": [{"id": "approve", "type": "wait_for_webhook", "choices": ["ok"]}],
+                }
+            ],
+        }
+    )
+    run_id = await started_run(stack, deployed["id"])
+    for index in range(2):
+        waits: list[dict[str, Any]] = []
+
+        async def waiting(index: int = index) -> bool:
+            nonlocal waits
+            waits = (await stack.run(run_id))["waits"]
+            return [w["step"] for w in waits] == [f"each[{index}].approve"]
+
+        await eventually(waiting, within=30)
+        (wait,) = waits
+        assert wait["step_id"] == "approve"
+        async with httpx.AsyncClient(timeout=30) as browser:
+            page = await browser.get(wait["resume_url"], headers=BROWSER)
+        assert f"each[{index}].approve" in page.text
+        key = quote(wait["step"], safe="")
+        resumed = await stack.client.post(
+            f"/api/v1/runs/{run_id}/steps/{key}/resume", json={"choice": "ok"}
+        )
+        assert resumed.status_code == 202, resumed.text
+        assert resumed.json()["step"] == f"each[{index}].approve"
+    run = await stack.wait_for_status(run_id)
+    assert run["status"] == "SUCCEEDED"
+    assert [s["output"]["choice"] for s in run["steps"] if s["step_id"] == "approve"] == [
+        "ok",
+        "ok",
+    ]
