@@ -27,6 +27,7 @@ _SQL_FILES = (
     "schema",
     "secrets",
     "signals",
+    "waits",
     "workers",
 )
 WRITERS = {
