@@ -63,7 +63,10 @@ def waterfall(
     end = run.finished_at or (now if not run.status.final else max(ends, default=origin))
     span = max((end - origin).total_seconds(), 1e-3)
     bars = []
-    for step in run.steps:
+    # Execution order: a loop or branch starts before the steps inside it, whose records
+    # come first (they are written before their parent's).
+    ordered = sorted(run.steps, key=lambda s: (s.started_at is None, s.started_at or origin))
+    for step in ordered:
         started = step.started_at or origin
         finished = step.finished_at or (now if not run.status.final else started)
         left = min(max((started - origin).total_seconds() / span * 100, 0.0), 100.0)
