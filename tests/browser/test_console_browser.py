@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.flows.helpers import code
-from tests.flows.stack import running_stack
+from tests.flows.stack import ADMIN, running_stack
 
 FLOW: dict[str, Any] = {
     "name": "orders",
@@ -121,3 +121,20 @@ async def test_a_run_appears_live_and_its_page_shows_the_steps(
 
         await act(other_pages)
         assert "approve" in await act(lambda: browser.find_element(By.TAG_NAME, "main").text)
+
+        def as_admin() -> str:
+            browser.find_element(By.CSS_SELECTOR, "form[action='/console/sign-out'] button").click()
+            wait(ec.presence_of_element_located((By.NAME, "key")))
+            browser.find_element(By.NAME, "key").send_keys(ADMIN)
+            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            wait(ec.presence_of_element_located((By.ID, "run-rows")))
+            browser.get(f"{stack.base_url}/console/health")
+            wait(ec.presence_of_element_located((By.CLASS_NAME, "tiles")))
+            shot("health-wide", WIDE)
+            shot("health-phone", PHONE)
+            text: str = browser.find_element(By.TAG_NAME, "main").text
+            return text
+
+        health = await act(as_admin)
+        assert "Workers" in health
+        assert "WORKER_AND_APP" in health or "WORKER" in health

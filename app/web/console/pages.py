@@ -23,7 +23,7 @@ from psycopg_pool import PoolClosed, PoolTimeout
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from app.web import errors
+from app.web import errors, replies
 from app.web.console import session
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ def _seconds(value: float | None) -> str:
 _ENV.filters["pretty"] = _pretty
 _ENV.filters["when"] = _when
 _ENV.filters["seconds"] = _seconds
+_ENV.filters["last_line"] = replies.last_line
 _ENV.filters["status_class"] = lambda status: str(status).lower().replace("_", "-")
 
 
