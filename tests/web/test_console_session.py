@@ -4,15 +4,19 @@ which project, the runs page's filters and paging, errors as pages."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from app.flows import store
+from app.web import create_app
 from tests.integration.helpers import connect
-from tests.web.apps import ADMIN, app_client
+from tests.web.apps import ADMIN, app_client, app_settings
 from tests.web.console_client import csrf_of, sign_in_form
 
 FLOW = {"name": "hello", "steps": [{"id": "noop", "type": "respond", "body": {"ok": True}}]}
@@ -240,3 +244,32 @@ def test_the_enabled_switch_turns_a_flow_off_and_on(client: TestClient) -> None:
     assert "Enable" in off.text
     shown = client.get("/api/v1/flows/hello", headers={"authorization": f"Bearer {key}"})
     assert shown.json()["enabled"] is False
+
+
+def test_the_database_away_is_a_503_page(tmp_path: Path) -> None:
+    away = f"postgresql://postgres@/sluice?host={tmp_path}"  # no server listens there
+    with app_client(away, database_timeout_seconds=0.5) as client:
+        form = client.get("/console/sign-in")
+        page = client.post("/console/sign-in", data=sign_in_form("sk_abc_def", form))
+    assert page.status_code == 503
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["retry-after"] == "1"
+    assert "database is unavailable" in page.text
+
+
+def test_an_unexpected_error_is_a_500_page_without_a_traceback(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("a bug with a secret in its message")
+
+    monkeypatch.setattr(store, "list_flows", broken)
+    with TestClient(create_app(app_settings(database_url)), raise_server_exceptions=False) as c:
+        sign_in(c, new_project(c, "alpha"))
+        page = c.get("/console/flows")
+    assert page.status_code == 500
+    assert page.headers["content-type"].startswith("text/html")
+    assert "secret" not in page.text
+    assert "Traceback" not in page.text
+    [logged] = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+    assert logged.getMessage().split()[1].rstrip(":") in page.text
