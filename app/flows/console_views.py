@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row
 
 from app import queries
+from app.flows import resume
 
 _SQL = queries.load("console")
 
@@ -32,6 +33,10 @@ class WaitingStep:
     flow: str
     run_created_at: datetime
     resume_secret: bytes
+
+    def resume_url(self, public_url: str) -> str:
+        """The step's resume URL (its approval page), rebuilt from the run's secret."""
+        return resume.url(public_url, self.run_id, self.resume_secret, self.step_key)
 
 
 @dataclass(frozen=True)

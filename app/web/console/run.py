@@ -11,7 +11,7 @@ from uuid import UUID
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.flows import FlowDefinitionError, console_views, parse_flow, resume, run_views
+from app.flows import FlowDefinitionError, console_views, parse_flow, run_views
 from app.settings import Settings
 from app.web import runs
 from app.web.console import pages, session
@@ -91,12 +91,6 @@ async def run_page(request: Request) -> Response:
         children = await console_views.child_links(conn, run_id)
         waiting = await console_views.waiting_steps(conn, viewer.project_id, run_id=run_id)
     now = datetime.now(UTC)
-    links = {
-        step.step_key: resume.url(
-            settings.resolved_public_url, step.run_id, step.resume_secret, step.step_key
-        )
-        for step in waiting
-    }
     return pages.render(
         request,
         "run.html",
@@ -104,7 +98,7 @@ async def run_page(request: Request) -> Response:
         run=run,
         bars=waterfall(run, _depths(definition), children, now),
         waiting=waiting,
-        links=links,
+        public_url=settings.resolved_public_url,
         note=NOTES.get(request.query_params.get("note", "")),
     )
 

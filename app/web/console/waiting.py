@@ -11,7 +11,7 @@ from uuid import UUID
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.flows import console_views, control, resume
+from app.flows import console_views, control
 from app.settings import Settings
 from app.web.console import pages, session
 from app.web.console.pages import page
@@ -38,18 +38,12 @@ async def waiting_page(request: Request) -> Response:
         waiting = await console_views.waiting_steps(
             conn, None if viewer.admin else viewer.project_id
         )
-    links = {
-        (step.run_id, step.step_key): resume.url(
-            settings.resolved_public_url, step.run_id, step.resume_secret, step.step_key
-        )
-        for step in waiting
-    }
     return pages.render(
         request,
         "waiting.html",
         viewer,
         waiting=waiting,
-        links=links,
+        public_url=settings.resolved_public_url,
         problem=request.query_params.get("problem"),
         note=request.query_params.get("note"),
     )
