@@ -63,16 +63,21 @@ def waterfall(
     end = run.finished_at or (now if not run.status.final else max(ends, default=origin))
     span = max((end - origin).total_seconds(), 1e-3)
     bars = []
+
     # Execution order: a loop or branch starts before the steps inside it, whose records
     # come first (they are written before their parent's).
-    ordered = sorted(run.steps, key=lambda s: (s.started_at is None, s.started_at or origin))
+    def depth(step: run_views.StepRun) -> int:
+        return depths.get(step.step_id, step.key.count("."))
+
+    ordered = sorted(
+        run.steps, key=lambda s: (s.started_at is None, s.started_at or origin, depth(s))
+    )
     for step in ordered:
         started = step.started_at or origin
         finished = step.finished_at or (now if not run.status.final else started)
         left = min(max((started - origin).total_seconds() / span * 100, 0.0), 100.0)
         width = max((finished - started).total_seconds() / span * 100, 0.4)
-        depth = depths.get(step.step_id, step.key.count("."))
-        bars.append(Bar(step, depth, left, min(width, 100.0 - left), children.get(step.key)))
+        bars.append(Bar(step, depth(step), left, min(width, 100.0 - left), children.get(step.key)))
     return bars
 
 
