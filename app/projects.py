@@ -148,6 +148,25 @@ async def authenticate(conn: AsyncConnection[Any], key: str) -> int | None:
     return int(project_id)
 
 
+def fingerprint(key: str) -> str:
+    """A short digest of a key that a console session holds to re-check it on each request
+    (never the key itself)."""
+    return key_hash(key)[:16].hex()
+
+
+async def key_still_live(conn: AsyncConnection[Any], key_prefix: str, print_: str) -> int | None:
+    """The project of the live key with this prefix and `fingerprint`, or None (revoked,
+    deleted, or another key)."""
+    cur = await conn.execute(_SQL["find_api_key"], {"prefix": key_prefix})
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    _key_id, project_id, stored = row
+    if not hmac.compare_digest(bytes(stored)[:16].hex(), print_):
+        return None
+    return int(project_id)
+
+
 def same_secret(given: str, expected: str) -> bool:
     """Constant-time comparison of two secrets (for the admin key)."""
     return hmac.compare_digest(key_hash(given), key_hash(expected))

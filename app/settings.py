@@ -199,6 +199,12 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR)$")
+    console_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs console sessions; set the same value on every app process. Unset: "
+        "derived from SLUICE_SECRETS_KEY or SLUICE_ADMIN_API_KEY.",
+    )
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
 
     @property
     def resolved_cache_dir(self) -> Path:

@@ -125,8 +125,11 @@ async def list_runs(
     status: str | None,
     limit: int,
     cursor: str | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> tuple[list[RunSummary], str | None]:
-    """A page of run summaries, newest first, and the cursor of the next page (or None)."""
+    """A page of run summaries, newest first, and the cursor of the next page (or None);
+    `since` and `until` bound the creation time (until exclusive)."""
     after = decode_cursor(cursor) if cursor else (None, None)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
@@ -135,6 +138,8 @@ async def list_runs(
                 "project_id": project_id,
                 "flow": flow,
                 "status": status,
+                "since": since,
+                "until": until,
                 "after_created_at": after[0],
                 "after_id": after[1],
                 "limit": limit + 1,

@@ -1,5 +1,6 @@
 -- name: list_runs
--- The project's runs, newest first, filtered by flow name and status, after a cursor.
+-- The project's runs, newest first, filtered by flow name, status and creation time, after
+-- a cursor.
 SELECT r.id, f.name AS flow, r.flow_id, r.version, r.status, r.parent_run_id,
        r.created_at, r.started_at, r.finished_at, r.error
 FROM flow_runs r
@@ -7,6 +8,8 @@ JOIN flows f ON f.id = r.flow_id
 WHERE r.project_id = %(project_id)s
   AND (%(flow)s::text IS NULL OR f.name = %(flow)s::text)
   AND (%(status)s::text IS NULL OR r.status = %(status)s::text)
+  AND (%(since)s::timestamptz IS NULL OR r.created_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR r.created_at < %(until)s::timestamptz)
   AND (%(after_created_at)s::timestamptz IS NULL
        OR (r.created_at, r.id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
 ORDER BY r.created_at DESC, r.id DESC

@@ -1,8 +1,10 @@
 """The HTTP API as one table: each operation's route, handler and documentation, in
 sections by tag and by the key they need.
 
-Invariant: `create_app` serves exactly these routes, and ``GET /openapi.json`` documents
-exactly these operations, so a route cannot exist undocumented.
+Invariant: `create_app` serves exactly these routes plus the console (``GET /``, which
+redirects to it, and the ``/console`` mount of HTML pages, which are not API operations),
+and ``GET /openapi.json`` documents exactly these operations, so an API route cannot exist
+undocumented.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from app.flows import model
 from app.jobs import NOTIFY_CHANNEL, Queue, queue_from
 from app.settings import Settings
 from app.signals import Listener, Publisher, Waker, Watchers
-from app.web import api, errors
+from app.web import api, console, errors
 
 
 class State(TypedDict):
@@ -70,7 +70,7 @@ def create_app(
                     await sender.aclose()
 
     return Starlette(
-        routes=api.routes(),
+        routes=[*api.routes(), *console.routes()],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
     )

@@ -3,6 +3,7 @@ project's runs answer 404)."""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from starlette.requests import Request
@@ -87,21 +88,35 @@ async def show_run(request: Request) -> JSONResponse:
     return reply(RunDetail(**dict(run), waits=[PendingWait.model_validate(w) for w in pending]))
 
 
-async def cancel_run(request: Request) -> JSONResponse:
-    """Cancel a run that has not ended, and its child runs."""
-    project_id = await auth.project_id(request)
-    run_id = parse_uuid(request.path_params["run_id"], "run")
-    state = request.state
+async def cancel(state: Any, project_id: int, run_id: UUID) -> bool:
+    """Cancel a run of the project that has not ended, and its child runs (False: it had
+    ended, or it is not the project's). The API and the console both call this."""
     async with state.pool.connection() as conn:
         async with conn.transaction():
             canceled = await control.cancel(conn, project_id, run_id)
         stopped = await run_views.run_tree(conn, run_id) if canceled else []
-    if not canceled:
-        ended = await _summary(request, project_id, run_id)
-        raise ApiError(409, f"run {run_id} has already ended ({ended.status})")
     for each in stopped:
         state.cancel_events.publish(str(each))
         state.run_events.publish(str(each))
+    return canceled
+
+
+async def retry(state: Any, project_id: int, run_id: UUID) -> bool:
+    """Queue a run of the project that ended unsuccessfully again (False: it did not)."""
+    async with state.pool.connection() as conn, conn.transaction():
+        retried = await control.retry(conn, project_id, run_id, RunBudget.of(state.settings))
+    if retried:
+        state.queue.wake()
+    return retried
+
+
+async def cancel_run(request: Request) -> JSONResponse:
+    """Cancel a run that has not ended, and its child runs."""
+    project_id = await auth.project_id(request)
+    run_id = parse_uuid(request.path_params["run_id"], "run")
+    if not await cancel(request.state, project_id, run_id):
+        ended = await _summary(request, project_id, run_id)
+        raise ApiError(409, f"run {run_id} has already ended ({ended.status})")
     return reply(await _summary(request, project_id, run_id))
 
 
@@ -109,11 +124,7 @@ async def retry_run(request: Request) -> JSONResponse:
     """Queue a run that ended unsuccessfully again, from its first unfinished step."""
     project_id = await auth.project_id(request)
     run_id = parse_uuid(request.path_params["run_id"], "run")
-    state = request.state
-    async with state.pool.connection() as conn, conn.transaction():
-        retried = await control.retry(conn, project_id, run_id, RunBudget.of(state.settings))
-    if not retried:
+    if not await retry(request.state, project_id, run_id):
         kept = await _summary(request, project_id, run_id)
         raise ApiError(409, f"run {run_id} is {kept.status}; only a run that failed can be retried")
-    state.queue.wake()
     return reply(await _summary(request, project_id, run_id), 202)

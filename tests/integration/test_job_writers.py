@@ -16,6 +16,7 @@ from tests.integration.helpers import connect
 
 _WRITE = re.compile(r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+jobs\b", re.IGNORECASE)
 _SQL_FILES = (
+    "console",
     "control",
     "flows",
     "jobs",
