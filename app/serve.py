@@ -58,6 +58,7 @@ async def serve(settings: Settings, handlers: Mapping[str, Handler] | None = Non
         else None
     )
     if settings.container_type.runs_app:
+        log.info("console at %s/console (sign in with an API key)", settings.resolved_public_url)
         app = create_app(
             settings,
             run_watchers=run_watchers,
