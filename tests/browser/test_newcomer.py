@@ -30,9 +30,7 @@ from tests.e2e.test_serve import serving, wait_for
 FLOWS: dict[str, dict[str, Any]] = {
     "hello": {
         "name": "hello",
-        "steps": [
-            {"id": "greet", "type": "code", "code": "def run(input, ctx):\n    return 'hi'"}
-        ],
+        "steps": [{"id": "greet", "type": "code", "code": "def run(input, ctx):\n    return 'hi'"}],
     },
     "broken": {
         "name": "broken",
@@ -63,9 +61,12 @@ class Lines:
         self.seen: list[str] = []
         stdout = process.stdout
         assert stdout is not None
-        self._reader = threading.Thread(
-            target=lambda: [self._lines.put(line) for line in stdout], daemon=True
-        )
+
+        def read() -> None:
+            for line in stdout:
+                self._lines.put(line)
+
+        self._reader = threading.Thread(target=read, daemon=True)
         self._reader.start()
 
     def wait(self, wanted: re.Pattern[str], within: float = 60) -> re.Match[str]:
