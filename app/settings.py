@@ -40,6 +40,11 @@ class ContainerType(enum.StrEnum):
         return self is not ContainerType.APP
 
 
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
 
@@ -199,6 +204,10 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: LogFormat = Field(
+        default=LogFormat.TEXT, description="Log lines as text (for a terminal) or JSON objects."
+    )
+    access_log: bool = Field(default=False, description="One log line per HTTP request.")
 
     @property
     def resolved_cache_dir(self) -> Path:

@@ -8,6 +8,7 @@ from uuid import UUID
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from app import run_log
 from app.flows import control, run_views
 from app.flows.control import RunBudget
 from app.flows.model import RunStatus
@@ -97,6 +98,7 @@ async def cancel_run(request: Request) -> JSONResponse:
     if not canceled:
         ended = await _summary(request, project_id, run_id)
         raise ApiError(409, f"run {run_id} has already ended ({ended.status})")
+    run_log.transition(run_log.Transition.CANCELED, run_id, project=project_id, via="api")
     for each in stopped:
         state.cancel_events.publish(str(each))
         state.run_events.publish(str(each))
@@ -114,4 +116,5 @@ async def retry_run(request: Request) -> JSONResponse:
         kept = await _summary(request, project_id, run_id)
         raise ApiError(409, f"run {run_id} is {kept.status}; only a run that failed can be retried")
     state.queue.wake()
+    run_log.transition(run_log.Transition.ACCEPTED, run_id, project=project_id, via="retry")
     return reply(await _summary(request, project_id, run_id), 202)
