@@ -162,14 +162,16 @@ def _render_text(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> s
     message = str(event.pop("event", ""))
     trace = event.pop("exception", None)
     event.pop("transition", None)  # the message says it
-    ordered = [key for key in ID_FIELDS if key in event] + sorted(set(event) - set(ID_FIELDS))
+    ordered = [key for key in ID_FIELDS if key in event]
+    ordered += [key for key in event if key not in ID_FIELDS]
     pairs = "".join(f" {key}={_text_value(event[key])}" for key in ordered)
     line = f"{stamp} {level} {name}: {message}{pairs}"
     return f"{line}\n{trace}" if trace else line
 
 
 def _text_value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    structured = isinstance(value, dict | list | tuple | bool) or value is None
+    text = json.dumps(value, default=str) if structured else str(value)
     if text and not any(c in text for c in " \"'=\n\t"):
         return text
     return json.dumps(text)

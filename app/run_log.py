@@ -39,7 +39,7 @@ _WARNINGS = frozenset({Transition.FAILED, Transition.TIMED_OUT})
 def transition(kind: Transition, run_id: UUID | str, **fields: Any) -> None:
     """Log that run `run_id` made transition `kind` (None fields are left out)."""
     if "error" in fields and fields["error"] is not None:
-        fields["error"] = _clip(str(fields["error"]))
+        fields["error"] = one_line(str(fields["error"]))
     level = logging.WARNING if kind in _WARNINGS else logging.INFO
     message = "run timed out" if kind is Transition.TIMED_OUT else f"run {kind}"
     log.log(level, message, extra=logs.fields(transition=str(kind), run_id=str(run_id), **fields))
@@ -66,6 +66,20 @@ def job_ids(job: Job) -> dict[str, Any]:
         "attempt": job.attempt,
         "worker": job.lease_owner,
     }
+
+
+def one_line(error: str) -> str:
+    """`error` on one line: a traceback stands for its last line (the exception), other
+    line breaks become spaces; clipped to `MAX_ERROR_CHARS`."""
+    text = error.strip()
+    head, marker, trace = text.partition(_TRACEBACK)
+    if marker:
+        last = [line for line in trace.splitlines() if line.strip()][-1:]
+        text = head + (last[0].strip() if last else marker)
+    return _clip(" ".join(text.split()))
+
+
+_TRACEBACK = "Traceback (most recent call last):"
 
 
 def _clip(text: str) -> str:

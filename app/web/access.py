@@ -47,12 +47,7 @@ class AccessLog:
         finally:
             method, path = scope["method"], scope["path"]
             elapsed = round((time.perf_counter() - start) * 1000, 1)
-            log.info(
-                "%s %s %s",
-                method,
-                path,
-                status,
-                extra=logs.fields(
-                    method=method, path=path, status=status, duration_ms=elapsed, run_id=run_id
-                ),
+            fields = logs.fields(
+                method=method, path=path, status=status, duration_ms=elapsed, run_id=run_id
             )
+            log.info("request", extra=fields)
