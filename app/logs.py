@@ -13,8 +13,9 @@ Invariants:
   never see them.
 * No secret this process has loaded is in a line: the `MaskSecrets` filter masks the
   message and traceback, and the rendered line (fields included) is masked again.
-* Outbound URLs are logged only through `redact_url` (no credentials, no query); the HTTP
-  libraries' own request lines (httpx, httpcore) are off.
+* No URL in a line has its credentials or query string (`redact_url`; `redact_urls` on
+  every rendered line is the last guard), and the HTTP libraries' own request lines
+  (httpx, httpcore: full URLs) are off.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import re
 import sys
 import urllib.parse
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -140,7 +142,16 @@ def formatter(log_format: LogFormat) -> logging.Formatter:
 
 class _Formatter(structlog.stdlib.ProcessorFormatter):
     def format(self, record: logging.LogRecord) -> str:
-        return masking.mask_remembered(super().format(record))
+        return redact_urls(masking.mask_remembered(super().format(record)))
+
+
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\\\"'<>]+")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every URL that has credentials or a query `redact_url`ed: the last
+    guard, for lines whose logger did not redact (a library's)."""
+    return _URL.sub(lambda m: redact_url(m[0]) if "@" in m[0] or "?" in m[0] else m[0], text)
 
 
 def _add_fields(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
