@@ -115,6 +115,7 @@ def configure(settings: Settings, stream: TextIO | None = None) -> logging.Handl
     root.setLevel(settings.log_level.upper())
     for name, level in _QUIET.items():
         logging.getLogger(name).setLevel(level)
+    logging.captureWarnings(True)  # warnings are lines like any other (py.warnings)
     return handler
 
 

@@ -39,6 +39,7 @@ def captured(log_format: LogFormat) -> Iterator[io.StringIO]:
         for handler in kept:
             root.addHandler(handler)
         root.setLevel(level)
+        logging.captureWarnings(False)
 
 
 def test_json_lines_are_one_object_each_with_the_bound_ids_and_tracebacks() -> None:
