@@ -56,7 +56,8 @@ def transitions() -> Iterator[Transitions]:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logs.formatter(LogFormat.JSON))
     runs.addHandler(handler)
-    level, runs.level = runs.level, logging.INFO
+    level = runs.level
+    runs.setLevel(logging.INFO)
     try:
         yield Transitions(stream)
     finally:
