@@ -40,6 +40,11 @@ class ContainerType(enum.StrEnum):
         return self is not ContainerType.APP
 
 
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
 
@@ -205,6 +210,10 @@ class Settings(BaseSettings):
         "derived from SLUICE_SECRETS_KEY or SLUICE_ADMIN_API_KEY.",
     )
     console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    log_format: LogFormat = Field(
+        default=LogFormat.TEXT, description="Log lines as text (for a terminal) or JSON objects."
+    )
+    access_log: bool = Field(default=False, description="One log line per HTTP request.")
 
     @property
     def resolved_cache_dir(self) -> Path:

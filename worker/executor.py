@@ -17,6 +17,7 @@ from typing import Any
 
 import pydantic
 
+from app import logs, run_log
 from app.jobs import Job
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,10 @@ class Executor:
         return sorted(self._handlers)
 
     async def execute(self, job: Job) -> Outcome:
+        with logs.bound(**run_log.job_ids(job)):  # the job's ids on every line it logs
+            return await self._execute(job)
+
+    async def _execute(self, job: Job) -> Outcome:
         handler = self._handlers.get(job.kind)
         if handler is None:
             known = ", ".join(self.kinds) or "none"

@@ -25,6 +25,7 @@ from datetime import datetime
 
 import psycopg
 
+from app import run_log
 from app.db import Outage
 from app.flows import control, runs
 from app.jobs import Queue, RescueReport
@@ -84,7 +85,10 @@ class Maintenance:
         conn = self._leadership.connection
         fired = await firing.fire_due(conn, self._schedules, now=now)
         for tick in fired:
-            if tick.outcome == "cap":
+            if tick.run_id is not None:
+                accepted = run_log.Transition.ACCEPTED
+                run_log.transition(accepted, tick.run_id, flow_id=tick.flow_id, via="schedule")
+            elif tick.outcome == "cap":
                 log.warning(
                     "schedule %r of flow %s: tick %s skipped, the project is at its cap "
                     "of live runs",
@@ -118,10 +122,17 @@ class Maintenance:
             expired += batch
             if len(batch) < RESCUE_BATCH:
                 break
-        if expired:
-            log.info("timed out %d run(s)", len(expired))
-            if self._on_expired is not None:
-                self._on_expired(expired)
+        for run in expired:
+            run_log.transition(
+                run_log.Transition.TIMED_OUT,
+                run.run_id,
+                flow=run.flow_name,
+                project=run.project_id,
+                was=str(run.was),
+                error=run.error,
+            )
+        if expired and self._on_expired is not None:
+            self._on_expired(expired)
         return expired
 
     async def run(self, stop: asyncio.Event) -> None:

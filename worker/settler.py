@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from app import run_log
 from app.db import Outage, again_after_outage
 from app.jobs import Job, Queue
 from worker.completer import Completer
@@ -105,5 +106,7 @@ class Settler:
             stats.lost += 1
         elif result.dead:
             stats.failed += 1
+            if job.run_id is not None:  # its run failed with it (the dead_jobs trigger)
+                run_log.transition(run_log.Transition.FAILED, **run_log.job_ids(job), error=error)
         else:
             stats.retried += 1

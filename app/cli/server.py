@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import warnings
 from collections.abc import Callable
 
 import psycopg
 
-from app import bootstrap, db, schema
+from app import bootstrap, db, logs, schema
 from app.embedded import EmbeddedDatabaseError
-from app.secrets import keys, masking
+from app.secrets import keys
 from app.secrets import store as secrets_store
 from app.settings import ContainerType, Settings, SettingsError, load_settings
 from migrations import runner
@@ -36,17 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "secrets" and args.action == "generate-key":
         print(keys.generate_key())
         return 0
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(masking.MaskSecrets())  # no secret a worker loaded is logged
-    # The embedded server's wrapper narrates every pg_ctl call at INFO.
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    # The pool warns on every reconnect attempt while the database is away; Sluice's own
-    # components say it once when it goes and once when it is back (`app.db.Outage`).
-    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    logs.configure(settings)  # secrets masked, libraries' request lines off
     warnings.filterwarnings("ignore", module="platformdirs")
     try:
         settings = db.with_database_url(settings)

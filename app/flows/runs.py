@@ -17,7 +17,7 @@ Invariants kept here and in migrations 0005 and 0006:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -294,6 +294,9 @@ async def continue_run(
 class Expired:
     run_id: UUID
     was: RunStatus
+    project_id: int | None = field(default=None, compare=False)
+    flow_name: str | None = field(default=None, compare=False)
+    error: str | None = field(default=None, compare=False)
 
 
 async def expire_runs(
@@ -301,4 +304,7 @@ async def expire_runs(
 ) -> list[Expired]:
     """Time out runs past their deadline or paused past the TTL."""
     cur = await conn.execute(_SQL["expire_runs"], {"limit": limit, "now": now})
-    return [Expired(UUID(str(row[0])), RunStatus(row[1])) for row in await cur.fetchall()]
+    return [
+        Expired(UUID(str(row[0])), RunStatus(row[1]), row[2], row[3], row[4])
+        for row in await cur.fetchall()
+    ]

@@ -76,6 +76,15 @@ def remember(values: Iterable[str]) -> None:
             _remembered.popitem(last=False)
 
 
+def mask_remembered(text: str) -> str:
+    """`text` with every remembered secret masked."""
+    with _lock:
+        if not _remembered:
+            return text
+        masker = Masker(tuple(_remembered))
+    return masker.text(text)
+
+
 class MaskSecrets(logging.Filter):
     """A handler filter: a record's message with every remembered secret masked."""
 

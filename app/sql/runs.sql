@@ -172,4 +172,5 @@ SET status = 'TIMEOUT',
     deadline_at = NULL
 FROM due
 WHERE r.id = due.id
-RETURNING r.id, due.status AS was;
+RETURNING r.id, due.status AS was, r.project_id,
+          (SELECT f.name FROM flows f WHERE f.id = r.flow_id) AS flow_name, r.error;

@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from app import db
 from app.flows import model
@@ -16,6 +17,7 @@ from app.jobs import NOTIFY_CHANNEL, Queue, queue_from
 from app.settings import Settings
 from app.signals import Listener, Publisher, Waker, Watchers
 from app.web import api, console, errors
+from app.web.access import AccessLog
 
 
 class State(TypedDict):
@@ -73,4 +75,5 @@ def create_app(
         routes=[*api.routes(), *console.routes()],
         exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
+        middleware=[Middleware(AccessLog)] if settings.access_log else None,
     )

@@ -9,6 +9,7 @@ from uuid import UUID
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from app import run_log
 from app.flows import control, run_views, waits
 from app.flows.control import RunBudget
 from app.flows.model import RunStatus
@@ -88,7 +89,7 @@ async def show_run(request: Request) -> JSONResponse:
     return reply(RunDetail(**dict(run), waits=[PendingWait.model_validate(w) for w in pending]))
 
 
-async def cancel(state: Any, project_id: int, run_id: UUID) -> bool:
+async def cancel(state: Any, project_id: int, run_id: UUID, *, via: str = "api") -> bool:
     """Cancel a run of the project that has not ended, and its child runs (False: it had
     ended, or it is not the project's). The API and the console both call this."""
     async with state.pool.connection() as conn:
@@ -98,15 +99,18 @@ async def cancel(state: Any, project_id: int, run_id: UUID) -> bool:
     for each in stopped:
         state.cancel_events.publish(str(each))
         state.run_events.publish(str(each))
+    if canceled:
+        run_log.transition(run_log.Transition.CANCELED, run_id, project=project_id, via=via)
     return canceled
 
 
-async def retry(state: Any, project_id: int, run_id: UUID) -> bool:
+async def retry(state: Any, project_id: int, run_id: UUID, *, via: str = "retry") -> bool:
     """Queue a run of the project that ended unsuccessfully again (False: it did not)."""
     async with state.pool.connection() as conn, conn.transaction():
         retried = await control.retry(conn, project_id, run_id, RunBudget.of(state.settings))
     if retried:
         state.queue.wake()
+        run_log.transition(run_log.Transition.ACCEPTED, run_id, project=project_id, via=via)
     return retried
 
 

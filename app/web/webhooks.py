@@ -16,7 +16,7 @@ import psycopg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app import metrics
+from app import metrics, run_log
 from app.flows import control, resume
 from app.flows.control import RunBudget
 from app.web import approvals, payloads, replies, senders
@@ -121,6 +121,7 @@ async def _webhook(request: Request, flow_id: UUID, *, sync: bool) -> Response:
         state.run_id = answering
         if answering == run_id:
             state.queue.wake()
+            run_log.transition(run_log.Transition.ACCEPTED, run_id, flow_id=flow_id, via="webhook")
             response = (
                 await replies.answer(state, run_id, replied) if sync else replies.accepted(run_id)
             )

@@ -20,11 +20,12 @@ from uuid import UUID
 
 import pydantic
 
-from app import metrics
+from app import logs, metrics
 from app.flows import parse_flow
 from app.flows.control import RunBudget
 from app.flows.model import LoadedRun, RunStatus, StepRecord
 from app.jobs import Job
+from app.run_log import Transition, ended, transition
 from app.settings import Settings
 from worker.executor import SETTLED, RetryableJobError, Settled
 from worker.flow import named, replay
@@ -32,6 +33,7 @@ from worker.flow.context import FlowPlan
 from worker.flow.effects import (
     Abandon,
     Answer,
+    ChildStarted,
     Effect,
     Finish,
     Outcome,
@@ -106,6 +108,8 @@ class FlowEngine:
         run = await session.begin()
         if isinstance(run, Stop):
             return run
+        logs.bind(flow=run.flow_name, project=run.project_id)
+        transition(Transition.RESUMED if run.waitpoints else Transition.STARTED, run.id)
         plan = await self._plan(session, run.flow_version_id)
         clock = self.clock or _Clock(run.db_now).now
         observe = functools.partial(_observe, session.metric_labels)
@@ -130,9 +134,12 @@ class FlowEngine:
         if isinstance(effect, Render):
             return await self.performers.render(effect)
         if isinstance(effect, Wait):
-            return await session.wait(effect)
+            waited = await session.wait(effect)
+            if waited is Stop.PAUSED:
+                transition(Transition.PAUSED, run.id, waits_for=effect.kind, step=effect.key)
+            return waited
         if isinstance(effect, StartChild):
-            return await session.start_child(run.project_id, effect)
+            return _started(run.id, effect, await session.start_child(run.project_id, effect))
         stop = await session.commit(effect.writes)
         if stop is not None:
             return stop
@@ -162,7 +169,11 @@ class FlowEngine:
             return await session.reschedule(outcome.writes, run_at)
         assert isinstance(outcome, Finish), outcome
         finished = await session.finish(outcome)
-        return finished if isinstance(finished, Stop) else None
+        if isinstance(finished, Stop):
+            return finished
+        if finished.reply is not None:  # None: the run had ended otherwise (a cancel)
+            ended(session.run_id, outcome.status, outcome.error)
+        return None
 
     async def _plan(self, session: RunSession, version_id: int) -> FlowPlan:
         """The parsed flow version (immutable: cached by id, least recently used out)."""
@@ -175,6 +186,16 @@ class FlowEngine:
         if len(self._plans) > PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
         return plan
+
+
+def _started(run_id: UUID, effect: StartChild, answer: Answer | Stop) -> Answer | Stop:
+    """Log what a call_flow step committed: the child's run, the parent's pause."""
+    child = effect.child_run_id
+    if answer is Stop.PAUSED or isinstance(answer, ChildStarted):
+        transition(Transition.ACCEPTED, child, flow=effect.flow, via="call_flow", parent=run_id)
+    if answer is Stop.PAUSED:
+        transition(Transition.PAUSED, run_id, waits_for="subflow", step=effect.key, child=child)
+    return answer
 
 
 class _Clock:

@@ -120,10 +120,10 @@ async def _action(request: Request, act: str) -> Response:
         if await run_views.get_summary(conn, viewer.project_id, run_id) is None:
             raise pages.NotFound(f"No run {run_id}.")
     if act == "cancel":
-        done = await runs.cancel(request.state, viewer.project_id, run_id)
+        done = await runs.cancel(request.state, viewer.project_id, run_id, via="console")
         note = "canceled" if done else "not-canceled"
     else:
-        done = await runs.retry(request.state, viewer.project_id, run_id)
+        done = await runs.retry(request.state, viewer.project_id, run_id, via="console")
         note = "retried" if done else "not-retried"
     return pages.back_to(request, f"/console/runs/{run_id}?note={note}")
 
