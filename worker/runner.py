@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from app import db, metrics, workers
+from app import db, metrics, sampling, workers
 from app.db import Outage
 from app.flows import control, model, runs
 from app.jobs import NOTIFY_CHANNEL, Job, Queue, queue_from
@@ -105,6 +105,7 @@ class Worker:
             pool = await resources.enter_async_context(
                 db.create_pool(settings, name="sluice-worker")
             )
+            resources.enter_context(sampling.watch_database("worker", pool))
             await pool.wait(timeout=30)
             waker = Waker(pool, NOTIFY_CHANNEL)
             run_events = Publisher(pool, model.RUN_EVENTS_CHANNEL)

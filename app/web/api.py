@@ -19,7 +19,7 @@ from app import metrics
 from app.flows import run_views
 from app.flows.model import RunStatus
 from app.flows.run_views import Run, RunSummary
-from app.web import flows, health, projects, runs, schedules, schemas, secrets, webhooks
+from app.web import flows, health, projects, runs, schedules, schemas, secrets, timing, webhooks
 from app.web import metrics as web_metrics
 from app.web._shared import (
     HANDSHAKE,
@@ -351,10 +351,17 @@ SECTIONS = (
 
 def routes() -> list[Route]:
     return [
-        Route(operation.path, operation.endpoint, methods=[operation.method])
+        _route(operation, timed=section.tag == "webhooks")
         for section in SECTIONS
         for operation in section.operations
     ]
+
+
+def _route(operation: Operation, *, timed: bool) -> Route:
+    route = Route(operation.path, operation.endpoint, methods=[operation.method])
+    if timed:  # the webhook latency histogram, by route template
+        route.app = timing.timed(route.app, operation.path)
+    return route
 
 
 @functools.cache

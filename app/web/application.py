@@ -10,7 +10,7 @@ from typing import Any, TypedDict
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
-from app import db
+from app import db, sampling
 from app.flows import model
 from app.jobs import NOTIFY_CHANNEL, Queue, queue_from
 from app.settings import Settings
@@ -25,6 +25,12 @@ class State(TypedDict):
     run_watchers: Watchers
     run_events: Publisher
     cancel_events: Publisher
+
+
+@contextlib.asynccontextmanager
+async def _watched(pool: AsyncConnectionPool[Any]) -> AsyncIterator[None]:
+    with sampling.watch_database("app", pool):
+        yield
 
 
 def create_app(
@@ -46,7 +52,7 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[State]:
         # The pool opens without waiting, so the app starts (and /ready answers 503)
         # while the database is unreachable.
-        async with db.create_pool(settings, name="sluice-app") as pool:
+        async with db.create_pool(settings, name="sluice-app") as pool, _watched(pool):
             waker = Waker(pool, NOTIFY_CHANNEL, local=wake_local_worker)
             listener = Listener(db.direct_url(settings), [model.RUN_EVENTS_CHANNEL])
             listener.subscribe(model.RUN_EVENTS_CHANNEL, watchers.on_notify)

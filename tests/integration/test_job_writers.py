@@ -18,6 +18,7 @@ _WRITE = re.compile(r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+jobs\b", re.IGNOR
 _SQL_FILES = (
     "control",
     "flows",
+    "gauges",
     "jobs",
     "locks",
     "projects",
