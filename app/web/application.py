@@ -10,7 +10,7 @@ from typing import Any, TypedDict
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
-from app import db, sampling
+from app import db, sampling, tracing
 from app.flows import model
 from app.jobs import NOTIFY_CHANNEL, Queue, queue_from
 from app.settings import Settings
@@ -50,6 +50,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[State]:
+        tracing.setup(settings)
         # The pool opens without waiting, so the app starts (and /ready answers 503)
         # while the database is unreachable.
         async with db.create_pool(settings, name="sluice-app") as pool, _watched(pool):

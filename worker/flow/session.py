@@ -36,7 +36,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
-from app import metrics
+from app import metrics, tracing
 from app.db import Outage, again_after_outage
 from app.flows import control, runs
 from app.flows.control import RunBudget
@@ -222,6 +222,7 @@ class RunSession:
             run_id=effect.child_run_id,
             depth=self.depth + 1,
             now=self.now(),
+            traceparent=tracing.traceparent(),
         )
         if not effect.wait:
             await self._hold(conn)
