@@ -351,7 +351,7 @@ SECTIONS = (
 
 def routes() -> list[Route]:
     return [
-        _route(operation, timed=section.tag == "webhooks")
+        _route(operation, timed=section.tag == "webhooks" and operation.method == "POST")
         for section in SECTIONS
         for operation in section.operations
     ]
@@ -360,7 +360,7 @@ def routes() -> list[Route]:
 def _route(operation: Operation, *, timed: bool) -> Route:
     route = Route(operation.path, operation.endpoint, methods=[operation.method])
     if timed:  # the webhook latency histogram, by route template
-        route.app = timing.timed(route.app, operation.path)
+        route.app = timing.timed(route.app, operation.method, operation.path)
     return route
 
 

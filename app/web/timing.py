@@ -13,11 +13,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import metrics, tracing
 
 
-def timed(app: ASGIApp, route: str) -> ASGIApp:
+def timed(app: ASGIApp, method: str, route: str) -> ASGIApp:
     """`app`, observing `sluice_webhook_duration_seconds{route=route, code}` per request. A
     request that raised before answering counts as a 500 (what the catch-all answers)."""
     series: dict[int, Histogram] = {}
-    name = f"POST {route}"
+    name = f"{method} {route}"
 
     async def timed_app(scope: Scope, receive: Receive, send: Send) -> None:
         if tracing.active():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ async def observed(stack: Stack) -> list[Sample]:
     assert (await stack.wait_for_status(run_id))["status"] == "SUCCEEDED"
     missing = await stack.client.post("/webhooks/tests/no-such-flow", json={})
     assert missing.status_code == 404
+    unknown = await stack.client.post(f"/resume/{uuid.uuid4()}/token", json={})
+    assert unknown.status_code == 404
     ended = {"status": "SUCCEEDED", "project": str(stack.project_id), "flow": "observed"}
 
     async def counted() -> bool:
@@ -62,6 +65,7 @@ async def test_runs_webhooks_queue_and_pools_are_served_with_their_labels(stack:
     durations = "sluice_webhook_duration_seconds_count"
     assert value(samples, durations, route="/webhooks/{flow_id}", code="202") >= 1
     assert value(samples, durations, route="/webhooks/{project}/{flow}", code="404") >= 1
+    assert value(samples, durations, route="/resume/{run_id}/{token}", code="404") >= 1
     # Route templates only: never a raw path with a flow's id or name in it.
     routes = {s.labels["route"] for s in samples if s.name == durations}
     assert all(route.count("{") >= 1 for route in routes), routes
