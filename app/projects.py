@@ -124,6 +124,12 @@ async def create_api_key(
     return record, key
 
 
+def key_prefix(key: str) -> str | None:
+    """The visible prefix of a well-formed key (what a decision made with it is `by`)."""
+    match = _KEY.match(key)
+    return None if match is None else match["prefix"]
+
+
 async def authenticate(conn: AsyncConnection[Any], key: str) -> int | None:
     """The project a key belongs to, or None for a malformed, unknown or revoked key."""
     match = _KEY.match(key)

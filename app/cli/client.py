@@ -226,6 +226,11 @@ class Client:
     def retry_run(self, run_id: str) -> JsonObject:
         return self._json("POST", f"/api/v1/runs/{_segment(run_id)}/retry")
 
+    def resume_step(self, run_id: str, step: str, body: Any) -> JsonObject:
+        """Resume a run's waiting step: `body` is a decision or the step's output."""
+        path = f"/api/v1/runs/{_segment(run_id)}/steps/{_segment(step)}/resume"
+        return self._json("POST", path, json=body)
+
     # Workers and administration
 
     def list_workers(self) -> JsonObject:

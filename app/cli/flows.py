@@ -228,7 +228,7 @@ def delete(args: argparse.Namespace, client: Client, console: Console) -> int:
 
 
 def trigger(args: argparse.Namespace, client: Client, console: Console) -> int:
-    data = _data(args.data)
+    data = request_data(args.data)
     flow = client.get_flow(args.flow)
     flow_id = flow["id"]
     # A flow whose webhook has a secret takes only signed requests; its owner may sign.
@@ -245,7 +245,8 @@ def trigger(args: argparse.Namespace, client: Client, console: Console) -> int:
     return show_reply(reply, console)
 
 
-def _data(source: str | None) -> Any:
+def request_data(source: str | None) -> Any:
+    """A `--data JSON|@FILE` option's document ({} when not given)."""
     if source is None:
         return {}
     if source.startswith("@"):

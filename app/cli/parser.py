@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import admin, flows, runs, schedules, secrets
+from app.cli import admin, browse, flows, runs, schedules, secrets
 
 ROLES = ("app", "worker", "worker_and_app")
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_commands(commands, project_options)
     schedules.add_commands(commands, project_options)
     admin.add_commands(commands, project_options, admin_options)
+    browse.add_commands(commands, project_options)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""`sluice runs …`: list, show, tail, cancel and retry runs."""
+"""`sluice runs …`: list, show, tail, cancel, retry and resume runs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from datetime import tzinfo
 from typing import Any
 
+from app.cli import waits
 from app.cli.client import ApiError, Client, JsonObject, Unreachable
 from app.cli.output import (
     Console,
@@ -42,7 +43,7 @@ def add_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     options: argparse.ArgumentParser,
 ) -> None:
-    runs = commands.add_parser("runs", help="list, show, tail, cancel and retry runs")
+    runs = commands.add_parser("runs", help="list, show, tail, cancel, retry and resume runs")
     actions = runs.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     filters = argparse.ArgumentParser(add_help=False)
@@ -68,6 +69,8 @@ def add_commands(
         action = actions.add_parser(name, parents=[options], help=summary)
         action.add_argument("run_id", metavar="ID")
         action.set_defaults(handler=handler)
+
+    waits.add_resume(actions, options)
 
     tail_ = actions.add_parser(
         "tail", parents=[options, filters], help="follow new runs and their status changes"
@@ -152,6 +155,8 @@ def run_view(run: JsonObject, *, terminal: bool, tz: tzinfo | None = None) -> st
         reply = str(response.get("status", ""))
         summary.append(("response", reply if body is None else f"{reply} {shown(_json(body))}"))
     sections = [fields(summary)]
+    if run.get("waits"):
+        sections.append(waits.waits_view(run["waits"], tz))
     if run.get("steps"):
         sections.append(_steps_view(run["steps"], shown))
     if run.get("output") is not None:

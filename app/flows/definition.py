@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from app.flows import structure, templating
+from app.flows import decisions, structure, templating
 from app.flows.problems import FlowDefinitionError, listed, raise_found
 from app.flows.triggers import ScheduleTrigger, Trigger, WebhookTrigger
 
@@ -48,6 +48,10 @@ _PATTERN_HINTS = {
     "(so that it can be written steps.<id> in templates)",
     REQUIREMENT_PATTERN: "must be a requirement such as 'name', 'name==1.2' or "
     "'name[extra]>=1,<2' (no options, paths or URLs)",
+    decisions.CHOICE_PATTERN: "must be 1-40 lowercase letters, digits, '_' or '-', starting "
+    "with a letter or digit",
+    decisions.FIELD_NAME_PATTERN: "must be lowercase letters, digits and '_', not starting "
+    "with a digit",
     HEADER_NAME_PATTERN: "a header name must be 1-256 letters, digits or !#$%&'*+.^_`|~- "
     "(no spaces or separators)",
 }
@@ -178,10 +182,21 @@ class DelayStep(_Step):
 
 
 class WaitForWebhookStep(_Step):
-    """Pauses until its resume URL is called; the request body becomes the output."""
+    """Pauses until its resume URL is called; the request body becomes the output. Opened
+    in a browser, the URL is an approval page: `title`, `description`, a button per
+    choice and the `form`; the decision made there is the output."""
 
     type: Literal["wait_for_webhook"]
     timeout_seconds: float | None = Field(default=None, gt=0, le=366 * 86_400)
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    choices: list[decisions.Choice] = Field(
+        default=list(decisions.DEFAULT_CHOICES), min_length=1, max_length=decisions.MAX_CHOICES
+    )
+    form: list[decisions.FormField] = Field(default_factory=list, max_length=decisions.MAX_FIELDS)
+
+    _distinct_choices = field_validator("choices")(decisions.check_choices)
+    _distinct_fields = field_validator("form")(decisions.check_form)
 
 
 class CallFlowStep(_Step):

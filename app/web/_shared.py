@@ -123,6 +123,13 @@ PATH_PARAMETERS = {
         Parameter(
             "token", "path", str, "The token of the waiting step's resume URL.", "ResumeToken"
         ),
+        Parameter(
+            "step_id",
+            "path",
+            str,
+            "The waiting step's key: its id (inside a loop, `each[2].approve`).",
+            "StepKey",
+        ),
     )
 }
 SIGNATURE = Parameter(

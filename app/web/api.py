@@ -18,9 +18,27 @@ from starlette.routing import Route
 from app import metrics
 from app.flows import run_views
 from app.flows.model import RunStatus
-from app.flows.run_views import Run, RunSummary
-from app.web import flows, health, projects, runs, schedules, schemas, secrets, timing, webhooks
+from app.flows.run_views import RunSummary
+from app.web import (
+    approvals,
+    flows,
+    health,
+    projects,
+    resumes,
+    runs,
+    schedules,
+    schemas,
+    secrets,
+    timing,
+    webhooks,
+)
 from app.web import metrics as web_metrics
+from app.web._resumes import (
+    APPROVAL_PAGE_REPLIES,
+    KEY_RESUME_BODY,
+    KEY_RESUME_REPLIES,
+    PAGE_RESUME_REPLIES,
+)
 from app.web._shared import (
     HANDSHAKE,
     IDEMPOTENCY,
@@ -255,7 +273,7 @@ _RUNS = (
     Operation(
         "GET /api/v1/runs/{run_id}",
         runs.show_run,
-        {"200": json_reply("The run.", Run), **NOT_FOUND},
+        {"200": json_reply("The run, with what it waits for.", schemas.RunDetail), **NOT_FOUND},
     ),
     Operation(
         "POST /api/v1/runs/{run_id}/cancel",
@@ -265,6 +283,12 @@ _RUNS = (
             "409": error_reply("The run has ended already."),
             **NOT_FOUND,
         },
+    ),
+    Operation(
+        "POST /api/v1/runs/{run_id}/steps/{step_id}/resume",
+        resumes.resume_step,
+        KEY_RESUME_REPLIES,
+        body=KEY_RESUME_BODY,
     ),
     Operation(
         "POST /api/v1/runs/{run_id}/retry",
@@ -311,9 +335,14 @@ _WEBHOOKS = (
         )
     ),
     Operation(
+        "GET /resume/{run_id}/{token}",
+        approvals.approval_page,
+        APPROVAL_PAGE_REPLIES,
+    ),
+    Operation(
         "POST /resume/{run_id}/{token}",
         webhooks.resume_run,
-        {"202": json_reply("Resumed.", schemas.Resumed, run_header=True), **RESUME_ERRORS},
+        PAGE_RESUME_REPLIES,
         body=WEBHOOK_BODY,
     ),
     Operation(

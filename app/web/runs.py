@@ -8,12 +8,12 @@ from uuid import UUID
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.flows import control, run_views
+from app.flows import control, run_views, waits
 from app.flows.control import RunBudget
 from app.flows.model import RunStatus
 from app.web import auth
 from app.web.errors import ApiError
-from app.web.schemas import Problem, RunList, reply
+from app.web.schemas import PendingWait, Problem, RunDetail, RunList, reply
 from app.web.webhooks import parse_uuid
 
 _STATUSES = ", ".join(status.value for status in RunStatus)
@@ -75,14 +75,16 @@ async def _summary(request: Request, project_id: int, run_id: UUID) -> run_views
 
 
 async def show_run(request: Request) -> JSONResponse:
-    """A run with its trigger, output, reply, steps and child runs."""
+    """A run with its trigger, output, reply, steps, child runs and what it waits for."""
     project_id = await auth.project_id(request)
     run_id = parse_uuid(request.path_params["run_id"], "run")
+    public_url = request.state.settings.resolved_public_url
     async with request.state.pool.connection() as conn:
         run = await run_views.get_run(conn, project_id, run_id)
+        pending = await waits.pending(conn, run_id, public_url) if run is not None else []
     if run is None:
         raise ApiError(404, f"no run {run_id}")
-    return reply(run)
+    return reply(RunDetail(**dict(run), waits=[PendingWait.model_validate(w) for w in pending]))
 
 
 async def cancel_run(request: Request) -> JSONResponse:

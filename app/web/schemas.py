@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from app.flows.model import RunStatus
-from app.flows.run_views import RunSummary
+from app.flows.run_views import Run, RunSummary
 from app.views import Timestamp, View
 
 COMPONENT = "#/components/schemas/{model}"
@@ -232,6 +232,43 @@ class FlowEnabled(TypedDict):
 class RunList(View):
     runs: list[RunSummary]
     next_cursor: str | None = Field(description="The next page's `cursor`; null on the last.")
+
+
+class PendingWait(View):
+    """What a paused run waits for at one step: a `delay` until `resume_at`, a `webhook`
+    (a `wait_for_webhook` step: its resume URL, what it asks, and `resume_at`, when it
+    times out, if it does), or a `subflow`'s child run."""
+
+    step: str = Field(description="The step instance's key (the step id outside loops).")
+    step_id: str
+    kind: Literal["delay", "webhook", "subflow"]
+    since: Timestamp
+    resume_at: Timestamp | None
+    child_run_id: UUID | None
+    resume_url: Url | None = Field(
+        description="A webhook wait's resume URL: POST to it, or open it in a browser for "
+        "its approval page."
+    )
+    title: str | None
+    description: str | None
+    choices: list[str] | None
+    form: Annotated[
+        list[dict[str, Any]] | None,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "array", "items": {"$ref": COMPONENT.format(model="FormField")}},
+                    {"type": "null"},
+                ]
+            }
+        ),
+    ]
+
+
+class RunDetail(Run):
+    """A run with its trigger, output, reply, steps, child runs and what it waits for."""
+
+    waits: list[PendingWait] = Field(description="Its pending waits (a PAUSED run's).")
 
 
 # --- secrets and vars -----------------------------------------------------------------------

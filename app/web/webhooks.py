@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from app import metrics, tracing
 from app.flows import control, resume
 from app.flows.control import RunBudget
-from app.web import payloads, replies, senders
+from app.web import approvals, payloads, replies, senders
 from app.web.body import read_limited
 from app.web.errors import ApiError
 from app.web.schemas import Resumed
@@ -210,7 +210,8 @@ async def _answer_again(state: Any, run_id: UUID, *, sync: bool) -> Response:
 
 
 async def resume_run(request: Request) -> Response:
-    """Continue a run waiting in a `wait_for_webhook` step; the body is its output."""
+    """Continue a run waiting in a `wait_for_webhook` step; the body is its output (from
+    the approval page: the decision made there)."""
     return await _resume(request, sync=False)
 
 
@@ -220,6 +221,8 @@ async def resume_run_sync(request: Request) -> Response:
 
 
 async def _resume(request: Request, *, sync: bool) -> Response:
+    if not sync and approvals.from_page(request):
+        return await approvals.submit(request)
     state = request.state
     run_id = parse_uuid(request.path_params["run_id"], "run")
     not_found = ApiError(404, "no such run, or the token does not match a waiting step")

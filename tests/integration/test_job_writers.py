@@ -28,6 +28,7 @@ _SQL_FILES = (
     "schema",
     "secrets",
     "signals",
+    "waits",
     "workers",
 )
 WRITERS = {

@@ -43,7 +43,9 @@ ANY_PARAMETERS = {
     "flow": "x",
     "run_id": NOWHERE,
     "token": "t",
+    "step_id": "answer",
 }
+BROWSER = {"accept": "text/html"}
 # GitHub's documented test vector (docs.github.com, "Validating webhook deliveries").
 GITHUB_SECRET = "It's a Secret to Everybody"
 GITHUB_PAYLOAD = b"Hello, World!"
@@ -165,6 +167,7 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
         await _drive_secrets(api)
         ids = {flow["name"]: (await stack.deploy(flow))["id"] for flow in FLOWS}
         waiting = await _drive_webhooks(api, ids)
+        await _drive_approvals(api, ids)
         await _drive_runs(api, ids)
 
     # Slow bodies are a 408 (SLUICE_HTTP_BODY_TIMEOUT_SECONDS); /metrics wants its token.
@@ -249,6 +252,7 @@ async def _drive_slow_bodies(api: Caller, ids: dict[str, str], waiting: dict[str
         ("post", "/webhooks/{project}/{flow}/sync", {"project": "tests", "flow": "json"}, None),
         ("post", "/resume/{run_id}/{token}", waiting, None),
         ("post", "/resume/{run_id}/{token}/sync", waiting, None),
+        ("post", KEY_RESUME, {"run_id": waiting["run_id"], "step_id": "answer"}, None),
     ]
     url = httpx.URL(str(api.client.base_url))
     project_key = api.client.headers["authorization"]
@@ -356,6 +360,35 @@ async def _drive_webhooks(api: Caller, ids: dict[str, str]) -> dict[str, str]:
     ]:
         assert await api.call("post", resume_sync, await api.asked(ids[name])) == status
     return await api.asked(ids["asks"])
+
+
+KEY_RESUME = "/api/v1/runs/{run_id}/steps/{step_id}/resume"
+
+
+async def _drive_approvals(api: Caller, ids: dict[str, str]) -> None:
+    """Approval pages (HTML for a browser, JSON otherwise) and a key holder's resume."""
+    page = "/resume/{run_id}/{token}"
+    asked = await api.asked(ids["asks"])
+    wrong = {**asked, "token": "wrong"}
+    assert await api.call("get", page, asked, headers=BROWSER) == 200
+    assert await api.call("get", page, wrong, headers=BROWSER) == 404
+    assert await api.call("get", page, wrong) == 404
+    form = {"headers": BROWSER, "data": {"choice": "maybe"}}
+    assert await api.call("post", page, wrong, **form) == 404
+    assert await api.call("post", page, asked, **form) == 400
+    form["data"] = {"choice": "approve"}
+    assert await api.call("post", page, asked, **form) == 200
+    assert await api.call("post", page, asked, **form) == 409
+    assert await api.call("get", page, asked, headers=BROWSER) == 200  # decided
+
+    at = {"run_id": (await api.asked(ids["asks"]))["run_id"], "step_id": "answer"}
+    assert await api.call("post", KEY_RESUME, at, json={"choice": "maybe"}) == 400
+    assert await api.call("post", KEY_RESUME, at, content=b"{", headers=JSON_TYPE) == 400
+    assert await api.call("post", KEY_RESUME, at, content=TOO_LARGE) == 413
+    assert await api.call("post", KEY_RESUME, {**at, "step_id": "ask"}, json={}) == 404
+    assert await api.call("post", KEY_RESUME, {**at, "run_id": NOWHERE}, json={}) == 404
+    assert await api.call("post", KEY_RESUME, at, json={"choice": "reject"}) == 202
+    assert await api.call("post", KEY_RESUME, at, json={}) == 409
 
 
 async def _drive_runs(api: Caller, ids: dict[str, str]) -> None:

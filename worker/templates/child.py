@@ -7,7 +7,8 @@ allocation fails with MemoryError). A render stuck in one C call past the timer 
 parent's to kill (`worker.templates.pool`). After a MemoryError the process answers and
 exits, and the parent starts another.
 
-A request: ``{"source", "condition", "context", "max_chars"}``. An answer: ``{"value"}``,
+First ``{"ready": true}``; then per request ``{"source", "condition", "context",
+"max_chars"}`` an answer ``{"value"}``,
 or ``{"error", "limit"}`` (`limit`: a budget was hit, rather than an error in the template),
 with ``"retire": true`` when the process exits after it.
 """
@@ -40,6 +41,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker's Ctrl-C is the worker's
     _cap_memory(memory_bytes)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdout.write(wire.encode({"ready": True}))  # the wall clock starts after start-up
+    stdout.flush()
     while True:
         request = wire.read(stdin)
         if request is None:

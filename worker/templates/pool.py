@@ -21,6 +21,8 @@ from app.settings import Settings
 from worker.templates import wire
 
 _CHILD_MODULE = "worker.templates.child"
+_START_SECONDS = 30.0
+"""How long a render process may take to start (not counted in a render's wall time)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +93,10 @@ class TemplateRenderer:
             {"source": source, "condition": condition, "context": context, "max_chars": max_chars}
         )
         async with self._slots:
-            process = self._idle.pop() if self._idle else await self._start()
+            try:
+                process = self._idle.pop() if self._idle else await self._start()
+            except (TimeoutError, OSError, EOFError, asyncio.IncompleteReadError, ValueError):
+                return Rendered(error="a render process could not be started", limit=True)
             keep = False
             try:
                 answer = await asyncio.wait_for(process.ask(request), self.budget.wall_seconds)
@@ -127,6 +132,14 @@ class TemplateRenderer:
             )
         )
         self._running.add(process)
+        try:
+            # Start-up (the interpreter, Jinja) is not a render's time: a busy host may
+            # take seconds, which must not count against the first render's wall time.
+            await asyncio.wait_for(process.ready(), _START_SECONDS)
+        except (TimeoutError, OSError, EOFError, asyncio.IncompleteReadError, ValueError):
+            self._running.discard(process)
+            await process.stop()
+            raise
         return process
 
 
@@ -134,12 +147,21 @@ class _Process:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self._process = process
 
+    async def ready(self) -> None:
+        """Wait for the process's first frame, which says it has started."""
+        if (await self._read()).get("ready") is not True:
+            raise ValueError("a render process did not start as expected")
+
     async def ask(self, request: bytes) -> dict[str, Any]:
-        stdin, stdout = self._process.stdin, self._process.stdout
+        stdin = self._process.stdin
         assert stdin is not None
-        assert stdout is not None
         stdin.write(request)
         await stdin.drain()
+        return await self._read()
+
+    async def _read(self) -> dict[str, Any]:
+        stdout = self._process.stdout
+        assert stdout is not None
         header = await stdout.readexactly(wire.HEADER_BYTES)
         answer = json.loads(await stdout.readexactly(wire.size(header)))
         if not isinstance(answer, dict):
