@@ -8,14 +8,19 @@ Invariants kept here:
   series of a worker process stay bounded however many flows it runs. `OTHER` cannot be a
   real value: project labels are ids and flow names start with a letter or digit.
 * Every sandbox outcome is exposed from the start (at 0), so increase() counts the first.
-* Figures that live in the database (runs by status, queue depth) are read at each scrape
-  and rendered with the process's metrics (`render`); they are not kept here.
+* Figures that live in the database (runs by status, queue depth, the oldest ready job,
+  live workers) are read at each scrape and rendered with the process's metrics (`render`);
+  so are the process's pools (`app.sampling`): nothing of them is kept here.
+* Every label value is resolved once, where the series is first used: a route's template
+  when the route table is built, a run's project and flow when its execution begins.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from prometheus_client import (
@@ -28,7 +33,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from app.flows.model import RunStatus
+from app import sampling
+from app.flows.model import LoadedRun, RunStatus
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The type the library itself serves `generate_latest`'s text under (its
@@ -62,6 +68,8 @@ SANDBOX_STATUSES = (
 
 # Waits and steps may last minutes: the usual buckets, then up to 5 minutes.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# Runs may pause for hours (approvals): the same, then up to a day.
+_RUN_BUCKETS = (*_BUCKETS, 900.0, 3600.0, 4 * 3600.0, 24 * 3600.0)
 
 CLAIM_LATENCY = Histogram(
     "sluice_claim_latency_seconds",
@@ -89,6 +97,29 @@ WEBHOOKS = Counter(
     "sluice_webhooks_total",
     "Webhook requests answered, by mode (async|sync) and HTTP status code.",
     ("mode", "code"),
+    registry=REGISTRY,
+)
+WEBHOOK_DURATION = Histogram(
+    "sluice_webhook_duration_seconds",
+    "Seconds from a webhook or resume request's arrival to its answer (a sync request's wait "
+    "for its reply included), by route template and HTTP status code.",
+    ("route", "code"),
+    buckets=_BUCKETS,
+    registry=REGISTRY,
+)
+RUN_DURATION = Histogram(
+    "sluice_run_duration_seconds",
+    "Seconds from a run's first start to its end (pauses included), by final status, project "
+    "id and flow name.",
+    ("status", "project", "flow"),
+    buckets=_RUN_BUCKETS,
+    registry=REGISTRY,
+)
+TIME_TO_START = Histogram(
+    "sluice_run_time_to_start_seconds",
+    "Seconds from a run's creation to its first start by a worker, by project id and flow name.",
+    ("project", "flow"),
+    buckets=_BUCKETS,
     registry=REGISTRY,
 )
 RUNS_FINISHED = Counter(
@@ -127,9 +158,43 @@ def observe_claims(run_ats: Sequence[datetime], now: datetime) -> None:
         CLAIM_LATENCY.observe(max(0.0, (now - run_at).total_seconds()))
 
 
-def render(live_runs: Mapping[str, int], queue_depth: Mapping[str, int]) -> bytes:
+@dataclasses.dataclass(frozen=True)
+class RunTimer:
+    """One execution of a run, timed for the run metrics: the first execution observes the
+    run's time to start, the one that ends it counts the end and the run's duration."""
+
+    labels: Labels
+    started_at: datetime | None = None
+    """The run's first start, by the database's clock (None: not begun)."""
+    db_now: datetime | None = None
+    began: float = 0.0
+    """`time.monotonic()` when the database's clock read `db_now`."""
+
+    @classmethod
+    def begun(cls, labels: Labels, run: LoadedRun) -> RunTimer:
+        if run.first_start and run.created_at is not None and run.started_at is not None:
+            waited = (run.started_at - run.created_at).total_seconds()
+            TIME_TO_START.labels(**labels).observe(max(0.0, waited))
+        return cls(labels, run.started_at, run.db_now, time.monotonic())
+
+    def finished(self, status: str, now: datetime | None = None) -> None:
+        """The run ended with `status` at `now` (None: the database's clock, as of now)."""
+        RUNS_FINISHED.labels(status=status, **self.labels).inc()
+        if self.started_at is None or self.db_now is None:
+            return
+        at = now or self.db_now + timedelta(seconds=time.monotonic() - self.began)
+        seconds = max(0.0, (at - self.started_at).total_seconds())
+        RUN_DURATION.labels(status=status, **self.labels).observe(seconds)
+
+
+def render(
+    live_runs: Mapping[str, int],
+    queue_depth: Mapping[str, int],
+    health: Mapping[str, float] | None = None,
+) -> bytes:
     """The exposition of this process's metrics, with the gauges of what the database holds
-    now: runs not yet finished by status and jobs by queue state (all processes)."""
+    now: runs not yet finished by status, jobs by queue state, and `health` (the oldest
+    ready job's age and the live workers, `app.gauges`), all processes'."""
     runs = GaugeMetricFamily(
         "sluice_runs", "Runs not yet finished, by status (all processes).", labels=["status"]
     )
@@ -142,7 +207,19 @@ def render(live_runs: Mapping[str, int], queue_depth: Mapping[str, int]) -> byte
     )
     for state, count in queue_depth.items():
         jobs.add_metric([state], count)
-    return generate_latest(_Scrape([runs, jobs]))
+    read: list[Metric] = [runs, jobs, *sampling.families()]
+    health = health or {}
+    oldest = GaugeMetricFamily(
+        "sluice_queue_oldest_ready_seconds",
+        "Age of the oldest job ready to run and not yet claimed (0 when none; all processes).",
+    )
+    oldest.add_metric([], health.get("oldest_ready_seconds", 0.0))
+    workers = GaugeMetricFamily(
+        "sluice_workers",
+        "Worker processes seen within the lease TTL and not stopped (all hosts).",
+    )
+    workers.add_metric([], health.get("workers", 0.0))
+    return generate_latest(_Scrape([*read, oldest, workers]))
 
 
 class _Scrape:

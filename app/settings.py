@@ -203,6 +203,12 @@ class Settings(BaseSettings):
         "later pairs are counted under project and flow '_other'.",
     )
 
+    otel_enabled: bool | None = Field(
+        default=None,
+        description="OpenTelemetry tracing (the otel extra): true or false; unset: on when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. "
+        "OTEL_SDK_DISABLED=true turns it off.",
+    )
     log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR)$")
     console_secret: SecretStr | None = Field(
         default=None,

@@ -328,11 +328,13 @@ CREATE TABLE public.flow_runs (
     pause_expires_at timestamp with time zone,
     job_max_attempts integer DEFAULT 5 NOT NULL,
     depth integer DEFAULT 0 NOT NULL,
+    traceparent text,
     CONSTRAINT flow_runs_depth_check CHECK ((depth >= 0)),
     CONSTRAINT flow_runs_final_has_finish CHECK ((public.sluice_run_is_final(status) = (finished_at IS NOT NULL))),
     CONSTRAINT flow_runs_job_max_attempts_check CHECK ((job_max_attempts >= 1)),
     CONSTRAINT flow_runs_resume_secret_check CHECK ((length(resume_secret) >= 32)),
-    CONSTRAINT flow_runs_status_check CHECK ((status = ANY (ARRAY['QUEUED'::text, 'RUNNING'::text, 'PAUSED'::text, 'SUCCEEDED'::text, 'FAILED'::text, 'TIMEOUT'::text, 'CANCELED'::text, 'MEMORY_LIMIT_EXCEEDED'::text, 'LOG_SIZE_EXCEEDED'::text, 'INTERNAL_ERROR'::text])))
+    CONSTRAINT flow_runs_status_check CHECK ((status = ANY (ARRAY['QUEUED'::text, 'RUNNING'::text, 'PAUSED'::text, 'SUCCEEDED'::text, 'FAILED'::text, 'TIMEOUT'::text, 'CANCELED'::text, 'MEMORY_LIMIT_EXCEEDED'::text, 'LOG_SIZE_EXCEEDED'::text, 'INTERNAL_ERROR'::text]))),
+    CONSTRAINT flow_runs_traceparent_check CHECK ((length(traceparent) <= 512))
 );
 
 CREATE TABLE public.flow_versions (

@@ -19,7 +19,7 @@ from typing import Any
 import pydantic
 from psycopg import conninfo
 
-from app import db
+from app import db, sampling
 from app.flows.model import EXECUTE_RUN
 from app.jobs import Job
 from app.settings import SandboxSetting, Settings
@@ -105,7 +105,8 @@ async def default_handlers(
         if services is not None:
             performers = Performers(code, http, templates)
             handlers[EXECUTE_RUN] = FlowEngine(settings, services, performers)
-        yield handlers
+        with sampling.watch_sandboxes(sandboxes.census):
+            yield handlers
 
 
 async def database_endpoints(url: str) -> list[tuple[IPAddress, int]]:

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from app import db, metrics, workers
+from app import db, metrics, sampling, tracing, workers
 from app.db import Outage
 from app.flows import control, model, runs
 from app.jobs import NOTIFY_CHANNEL, Job, Queue, queue_from
@@ -101,10 +101,12 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then stop gracefully; cancelling the task stops at once."""
         settings = self.settings
+        tracing.setup(settings)
         async with contextlib.AsyncExitStack() as resources:
             pool = await resources.enter_async_context(
                 db.create_pool(settings, name="sluice-worker")
             )
+            resources.enter_context(sampling.watch_database("worker", pool))
             await pool.wait(timeout=30)
             waker = Waker(pool, NOTIFY_CHANNEL)
             run_events = Publisher(pool, model.RUN_EVENTS_CHANNEL)

@@ -102,6 +102,7 @@ async def start_webhook_run(
     *,
     key: Key | None = None,
     now: datetime | None = None,
+    traceparent: str | None = None,
 ) -> bool:
     """Create run `run_id` and its job (taking `key`) in one statement for a live flow that
     needs no signature; False otherwise: look up the key's run (`keyed_run`), then the flow,
@@ -118,6 +119,7 @@ async def start_webhook_run(
             "max_live": budget.max_live_runs,
             **_key_params(key),
             "now": now,
+            "traceparent": traceparent,
         },
     )
     return await cur.fetchone() is not None
@@ -182,9 +184,11 @@ async def create_run(
     run_id: UUID | None = None,
     depth: int = 0,
     now: datetime | None = None,
+    traceparent: str | None = None,
 ) -> UUID:
     """Insert a QUEUED run of `target` (its job comes with it); `queue.wake()` after the
-    commit. `parent_step_key`: the parent's call_flow step that waits for this run. Inserting
+    commit. `parent_step_key`: the parent's call_flow step that waits for this run;
+    `traceparent`: the trace its executions continue. Inserting
     `run_id` again changes nothing (a retry of a transaction whose answer was lost)."""
     run_id = run_id or uuid.uuid4()
     cur = await conn.execute(
@@ -203,6 +207,7 @@ async def create_run(
             "max_attempts": budget.max_attempts,
             "depth": depth,
             "now": now,
+            "traceparent": traceparent,
         },
     )
     await cur.fetchone()  # none: the run was made before, by an earlier try

@@ -106,6 +106,12 @@ class LoadedRun:
     waitpoints: dict[str, Waitpoint]
     allow_network: bool = True
     """The project's: whether its code steps may ask for network."""
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    """When its first execution began (this one, if `first_start`)."""
+    first_start: bool = False
+    traceparent: str | None = None
+    """The W3C trace context its executions continue (None: tracing was off)."""
 
 
 @dataclass(frozen=True)

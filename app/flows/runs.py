@@ -88,6 +88,10 @@ async def start_run(
         db_now=row["db_now"],
         steps=steps,
         waitpoints=waitpoints,
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        first_start=row["first_start"],
+        traceparent=row["traceparent"],
         allow_network=row["allow_network"],
     )
 

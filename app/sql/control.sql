@@ -36,11 +36,11 @@ keyed AS (
 )
 INSERT INTO flow_runs (
     id, project_id, flow_id, flow_version_id, version, trigger, resume_secret, deadline_at,
-    job_max_attempts, created_at
+    job_max_attempts, created_at, traceparent
 )
 SELECT %(run_id)s, flow.project_id, flow.flow_id, flow.version_id, flow.version, %(trigger)s,
        %(resume_secret)s, clock.now + make_interval(secs => %(timeout_seconds)s),
-       %(max_attempts)s, clock.now
+       %(max_attempts)s, clock.now, %(traceparent)s
 FROM flow, clock
 WHERE (%(key)s::text IS NULL OR EXISTS (SELECT FROM keyed))
   AND (SELECT count(*) FROM (
@@ -82,12 +82,13 @@ WHERE ctid IN (
 -- transaction whose answer was lost) is left as it is.
 INSERT INTO flow_runs (
     id, project_id, flow_id, flow_version_id, version, trigger, resume_secret,
-    parent_run_id, parent_step_key, deadline_at, job_max_attempts, created_at, depth
+    parent_run_id, parent_step_key, deadline_at, job_max_attempts, created_at, depth,
+    traceparent
 )
 SELECT %(run_id)s, %(project_id)s, %(flow_id)s, %(version_id)s, %(version)s, %(trigger)s,
        %(resume_secret)s, %(parent_run_id)s, %(parent_step_key)s,
        clock.now + make_interval(secs => %(timeout_seconds)s), %(max_attempts)s, clock.now,
-       %(depth)s
+       %(depth)s, %(traceparent)s
 FROM (SELECT coalesce(%(now)s::timestamptz, now()) AS now) AS clock
 ON CONFLICT (id) DO NOTHING
 RETURNING id;

@@ -4,6 +4,10 @@
 WITH clock AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS now
 ),
+-- The run as it was (a CTE sees the statement's snapshot): is this its first start?
+before AS (
+    SELECT started_at IS NULL AS first_start FROM flow_runs WHERE id = %(run_id)s
+),
 run AS (
     UPDATE flow_runs
     SET status = 'RUNNING',
@@ -22,6 +26,8 @@ SELECT run.id, run.project_id, run.flow_id, f.name AS flow_name, run.flow_versio
        run.version, run.trigger, run.resume_secret, run.parent_run_id, run.deadline_at,
        run.depth, p.allow_network,
        coalesce(%(now)s::timestamptz, clock_timestamp()) AS db_now,
+       run.created_at, run.started_at, run.traceparent,
+       coalesce((SELECT first_start FROM before), false) AS first_start,
        (SELECT coalesce(jsonb_agg(jsonb_build_object(
                    'key', s.key, 'status', s.status, 'attempts', s.attempts,
                    'output', s.output, 'error', s.error) ORDER BY s.id), '[]'::jsonb)

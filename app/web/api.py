@@ -31,6 +31,7 @@ from app.web import (
     schedules,
     schemas,
     secrets,
+    timing,
     webhooks,
 )
 from app.web import metrics as web_metrics
@@ -381,10 +382,17 @@ SECTIONS = (
 
 def routes() -> list[Route]:
     return [
-        Route(operation.path, operation.endpoint, methods=[operation.method])
+        _route(operation, timed=section.tag == "webhooks" and operation.method == "POST")
         for section in SECTIONS
         for operation in section.operations
     ]
+
+
+def _route(operation: Operation, *, timed: bool) -> Route:
+    route = Route(operation.path, operation.endpoint, methods=[operation.method])
+    if timed:  # the webhook latency histogram, by route template
+        route.app = timing.timed(route.app, operation.method, operation.path)
+    return route
 
 
 @functools.cache

@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from app import db
+from app import db, sampling, tracing
 from app.flows import model
 from app.jobs import NOTIFY_CHANNEL, Queue, queue_from
 from app.settings import Settings
@@ -27,6 +27,12 @@ class State(TypedDict):
     run_watchers: Watchers
     run_events: Publisher
     cancel_events: Publisher
+
+
+@contextlib.asynccontextmanager
+async def _watched(pool: AsyncConnectionPool[Any]) -> AsyncIterator[None]:
+    with sampling.watch_database("app", pool):
+        yield
 
 
 def create_app(
@@ -46,9 +52,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[State]:
+        tracing.setup(settings)
         # The pool opens without waiting, so the app starts (and /ready answers 503)
         # while the database is unreachable.
-        async with db.create_pool(settings, name="sluice-app") as pool:
+        async with db.create_pool(settings, name="sluice-app") as pool, _watched(pool):
             waker = Waker(pool, NOTIFY_CHANNEL, local=wake_local_worker)
             listener = Listener(db.direct_url(settings), [model.RUN_EVENTS_CHANNEL])
             listener.subscribe(model.RUN_EVENTS_CHANNEL, watchers.on_notify)

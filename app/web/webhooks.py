@@ -16,7 +16,7 @@ import psycopg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app import metrics, run_log
+from app import metrics, run_log, tracing
 from app.flows import control, resume
 from app.flows.control import RunBudget
 from app.web import approvals, payloads, replies, senders
@@ -107,9 +107,18 @@ async def _webhook(request: Request, flow_id: UUID, *, sync: bool) -> Response:
     run_id = uuid.uuid4()
     # Watched before the run exists, its reply cannot be missed: no first read is needed.
     with state.run_watchers.watch(str(run_id)) as replied:
-        async with state.pool.connection() as conn:
+        async with (
+            state.pool.connection() as conn,
+            tracing.aspan("enqueue", {"sluice.run_id": str(run_id)}) as enqueue,
+        ):
             started = await control.start_webhook_run(
-                conn, run_id, flow_id, trigger, RunBudget.of(settings), key=key
+                conn,
+                run_id,
+                flow_id,
+                trigger,
+                RunBudget.of(settings),
+                key=key,
+                traceparent=enqueue.traceparent,
             )
             answering = (
                 run_id
@@ -123,7 +132,9 @@ async def _webhook(request: Request, flow_id: UUID, *, sync: bool) -> Response:
             state.queue.wake()
             run_log.transition(run_log.Transition.ACCEPTED, run_id, flow_id=flow_id, via="webhook")
             response = (
-                await replies.answer(state, run_id, replied) if sync else replies.accepted(run_id)
+                await tracing.within("reply", replies.answer(state, run_id, replied))
+                if sync
+                else replies.accepted(run_id)
             )
         else:
             response = await _answer_again(state, answering, sync=sync)
@@ -177,7 +188,9 @@ async def _slow_path(
         )
     taken = False
     async with conn.transaction() as tx:
-        await control.create_run(conn, target, trigger, budget, run_id=run_id)
+        await control.create_run(
+            conn, target, trigger, budget, run_id=run_id, traceparent=tracing.traceparent()
+        )
         if key is not None and not await control.take_key(conn, flow_id, key, run_id):
             taken = True
             raise psycopg.Rollback(tx)  # a request with the same key won the race

@@ -19,6 +19,7 @@ _SQL_FILES = (
     "console",
     "control",
     "flows",
+    "gauges",
     "jobs",
     "locks",
     "projects",

@@ -7,13 +7,15 @@ looks at series of its own labels, or at differences.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import metrics
-from app.flows.model import RunStatus
+from app.flows.model import LoadedRun, RunStatus
 from app.metrics import OTHER, FlowLabels
 from worker.sandbox.step import StepStatus
 
@@ -62,8 +64,18 @@ def test_the_scrape_exposes_every_metric_with_its_type_and_no_created_series() -
         "sluice_jobs_claimed": "counter",
         "sluice_webhooks": "counter",
         "sluice_runs_finished": "counter",
+        "sluice_webhook_duration_seconds": "histogram",
+        "sluice_run_duration_seconds": "histogram",
+        "sluice_run_time_to_start_seconds": "histogram",
         "sluice_runs": "gauge",
         "sluice_queue_jobs": "gauge",
+        "sluice_db_pool_size": "gauge",
+        "sluice_db_pool_available": "gauge",
+        "sluice_db_pool_waiting": "gauge",
+        "sluice_db_pool_max": "gauge",
+        "sluice_sandbox_children": "gauge",
+        "sluice_queue_oldest_ready_seconds": "gauge",
+        "sluice_workers": "gauge",
     }
     assert metrics.CONTENT_TYPE == "text/plain; version=0.0.4; charset=utf-8"
 
@@ -161,3 +173,59 @@ def test_the_bound_caps_the_series_a_counter_grows() -> None:
         (("flow", "flow-2"), ("project", "9"), ("status", "unit-bound")): 1.0,
         (("flow", OTHER), ("project", OTHER), ("status", "unit-bound")): 47.0,
     }
+
+
+def test_a_run_timer_observes_the_first_start_and_the_end() -> None:
+    labels = {"project": "8", "flow": "unit-timer"}
+    created = datetime(2030, 1, 1, tzinfo=UTC)
+    run = loaded(created, started=created + timedelta(seconds=4), first_start=True)
+
+    timer = metrics.RunTimer.begun(labels, run)
+    timer.finished("FAILED", now=created + timedelta(seconds=10))
+    again = metrics.RunTimer.begun(labels, dataclasses.replace(run, first_start=False))
+    again.finished("SUCCEEDED")
+
+    assert value("sluice_run_time_to_start_seconds_count", **labels) == 1
+    assert value("sluice_run_time_to_start_seconds_sum", **labels) == 4
+    failed = {"status": "FAILED", **labels}
+    assert value("sluice_run_duration_seconds_sum", **failed) == 6
+    assert value("sluice_runs_finished_total", **failed) == 1
+    # A later execution counts from the first start (by the database's clock at its begin).
+    succeeded = {"status": "SUCCEEDED", **labels}
+    assert value("sluice_run_duration_seconds_count", **succeeded) == 1
+    assert 0 <= value("sluice_run_duration_seconds_sum", **succeeded) - 1 < 1
+
+
+def test_the_database_health_gauges_are_rendered_and_zero_without_a_reading() -> None:
+    families = scrape()
+    assert labelled(families["sluice_workers"], "sluice_workers") == {(): 0.0}
+
+    text = metrics.render({}, DEPTH, {"oldest_ready_seconds": 12.5, "workers": 3}).decode()
+    by_name = {f.name: f for f in text_string_to_metric_families(text)}
+
+    assert labelled(
+        by_name["sluice_queue_oldest_ready_seconds"], "sluice_queue_oldest_ready_seconds"
+    ) == {(): 12.5}
+    assert labelled(by_name["sluice_workers"], "sluice_workers") == {(): 3.0}
+
+
+def loaded(created: datetime, *, started: datetime, first_start: bool) -> LoadedRun:
+    return LoadedRun(
+        id=uuid4(),
+        project_id=8,
+        flow_id=uuid4(),
+        flow_name="unit-timer",
+        flow_version_id=1,
+        version=1,
+        trigger={},
+        resume_secret=b"",
+        parent_run_id=None,
+        deadline_at=None,
+        depth=0,
+        db_now=started + timedelta(seconds=1),
+        steps={},
+        waitpoints={},
+        created_at=created,
+        started_at=started,
+        first_start=first_start,
+    )

@@ -28,7 +28,7 @@ from app.jobs import Job
 from app.run_log import Transition, ended, transition
 from app.settings import Settings
 from worker.executor import SETTLED, RetryableJobError, Settled
-from worker.flow import named, replay
+from worker.flow import named, replay, traces
 from worker.flow.context import FlowPlan
 from worker.flow.effects import (
     Abandon,
@@ -105,14 +105,21 @@ class FlowEngine:
         return SETTLED
 
     async def _execute(self, session: RunSession, canceled: asyncio.Event) -> Stop | Abandon | None:
+        began = time.time_ns()
         run = await session.begin()
         if isinstance(run, Stop):
             return run
         logs.bind(flow=run.flow_name, project=run.project_id)
         transition(Transition.RESUMED if run.waitpoints else Transition.STARTED, run.id)
+        with traces.execution(run, session.job, began):
+            return await self._walk(session, run, canceled)
+
+    async def _walk(
+        self, session: RunSession, run: LoadedRun, canceled: asyncio.Event
+    ) -> Stop | Abandon | None:
         plan = await self._plan(session, run.flow_version_id)
         clock = self.clock or _Clock(run.db_now).now
-        observe = functools.partial(_observe, session.metric_labels)
+        observe = traces.observing(functools.partial(_observe, session.metric_labels))
         names = await named.load(self.services.pool, self.settings, run.project_id, plan.names)
         walk = replay.walk(plan, run, self.config, clock=clock, on_attempt=observe, named=names)
         try:
@@ -144,11 +151,13 @@ class FlowEngine:
         if stop is not None:
             return stop
         answer: Answer | Interrupted
-        if isinstance(effect, RunCode):
-            answer = await self.performers.run_code(str(run.project_id), effect, canceled)
-        else:
-            assert isinstance(effect, SendHttp), effect
-            answer = await self.performers.send_http(effect, canceled)
+        assert isinstance(effect, RunCode | SendHttp), effect
+        with traces.step(effect) as answered:
+            if isinstance(effect, RunCode):
+                answer = await self.performers.run_code(str(run.project_id), effect, canceled)
+            else:
+                answer = await self.performers.send_http(effect, canceled)
+            answered(answer)
         if not isinstance(answer, Interrupted):
             return answer
         status = await session.status()

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import TypeVar
 
 from app.flows.model import StepStatus
 from app.flows.templating import TemplateError
 from worker.code import CodeError, CodeRunner
-from worker.flow import rendering
+from worker.flow import rendering, traces
 from worker.flow.effects import Broken, Done, Failed, Render, RunCode, SendHttp
 from worker.sandbox import StepStatus as SandboxStatus
 from worker.steps.http import HttpClient, HttpRequestSpec, HttpStepError
@@ -87,18 +87,24 @@ class Performers:
     async def send_http(
         self, effect: SendHttp, canceled: asyncio.Event
     ) -> Done | Failed | Interrupted:
-        spec = HttpRequestSpec(
-            method=effect.method,
-            url=effect.url,
-            headers=effect.headers,
-            body=effect.body,
-            timeout_seconds=effect.timeout_seconds,
-        )
-        try:
-            response = await _unless(canceled, self.http.send(spec))
-        except HttpStepError as exc:
-            return Failed(StepStatus.FAILED, str(exc), output=exc.output)
-        return response if isinstance(response, Interrupted) else Done(response)
+        with traces.outbound(effect.method, effect.url) as (traced, answered):
+            spec = HttpRequestSpec(
+                method=effect.method,
+                url=effect.url,
+                headers=_with_trace(effect.headers, traced),
+                body=effect.body,
+                timeout_seconds=effect.timeout_seconds,
+            )
+            try:
+                response = await _unless(canceled, self.http.send(spec))
+            except HttpStepError as exc:
+                if exc.output is not None:
+                    answered(int(exc.output["status"]))
+                return Failed(StepStatus.FAILED, str(exc), output=exc.output)
+            if isinstance(response, Interrupted):
+                return response
+            answered(int(response["status"]))
+            return Done(response)
 
 
 async def _unless(canceled: asyncio.Event, work: Awaitable[T]) -> T | Interrupted:
@@ -116,6 +122,13 @@ async def _unless(canceled: asyncio.Event, work: Awaitable[T]) -> T | Interrupte
     if task.cancelled():
         return INTERRUPTED
     return task.result()
+
+
+def _with_trace(headers: dict[str, str], traced: Mapping[str, str]) -> dict[str, str]:
+    """The step's headers and the trace's, unless the step sets a `traceparent` itself."""
+    if not traced or any(name.lower() in traced for name in headers):
+        return headers
+    return {**headers, **traced}
 
 
 def _clip(text: str) -> str:

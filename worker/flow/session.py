@@ -36,7 +36,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
-from app import metrics
+from app import metrics, tracing
 from app.db import Outage, again_after_outage
 from app.flows import control, runs
 from app.flows.control import RunBudget
@@ -88,6 +88,7 @@ class RunSession:
         self._outage = Outage(f"run {run_id}", log)
         self.metric_labels = metrics.OTHER_LABELS
         """The run's bounded project and flow labels, set by `begin` (`_other` before)."""
+        self._timer = metrics.RunTimer(self.metric_labels)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -102,6 +103,7 @@ class RunSession:
         self.depth = loaded.depth
         self.resumable = bool(loaded.waitpoints)
         self.metric_labels = self.services.flow_labels(str(loaded.project_id), loaded.flow_name)
+        self._timer = metrics.RunTimer.begun(self.metric_labels, loaded)
         return loaded
 
     async def definition(self, version_id: int) -> dict[str, Any]:
@@ -220,6 +222,7 @@ class RunSession:
             run_id=effect.child_run_id,
             depth=self.depth + 1,
             now=self.now(),
+            traceparent=tracing.traceparent(),
         )
         if not effect.wait:
             await self._hold(conn)
@@ -263,7 +266,7 @@ class RunSession:
         # Wake idle workers only when it can matter (this is the hot path): for a freed slot
         # of a limited project, or for a parent this run's end scheduled.
         self._job_done(wake=finished.gated or self.parent_run_id is not None)
-        metrics.RUNS_FINISHED.labels(status=str(outcome.status), **self.metric_labels).inc()
+        self._timer.finished(str(outcome.status), self.now())
         self._announce(finished.reply)
         return finished
 

@@ -143,6 +143,10 @@ class SandboxPool:
             await self.aclose()
             raise
 
+    def census(self) -> dict[str, int]:
+        """Children by state: spare (warm, unbound), idle (warm, bound), busy (in a step)."""
+        return {"spare": len(self._spares), "idle": len(self._idle), "busy": len(self._busy)}
+
     async def run(self, project_key: str, request: StepRequest) -> StepResult:
         """Run one step on a child of `project_key`'s (a warm one if there is one)."""
         if not self._open or self._closed:
