@@ -3,8 +3,11 @@ the tests are skipped, with the reason, where either is missing."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,3 +36,21 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+PHONE, WIDE = (390, 844), (1280, 900)
+"""The window sizes pages are looked at in: a phone's and a desktop's."""
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: SLUICE_SCREENSHOTS (to keep them), else the test's folder."""
+    folder = Path(os.environ.get("SLUICE_SCREENSHOTS") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+async def act(*calls: Callable[..., Any]) -> Any:
+    """`calls` in order in a thread (Selenium blocks, while the app serves in this loop);
+    the last one's result."""
+    return await asyncio.to_thread(lambda: [call() for call in calls][-1])

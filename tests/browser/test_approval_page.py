@@ -6,13 +6,10 @@ Set SLUICE_SCREENSHOTS=DIR to keep screenshots of the page on a phone and a wide
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests.browser.conftest import PHONE, WIDE, act
 from tests.flows.helpers import started_run, step
 from tests.flows.stack import running_stack
 
@@ -32,15 +29,6 @@ FLOW: dict[str, Any] = {
         },
     ],
 }
-PHONE, WIDE = (390, 844), (1280, 900)
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    """Where the screenshots go."""
-    folder = Path(os.environ.get("SLUICE_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 async def test_a_person_approves_a_paused_run_from_its_page(
@@ -48,10 +36,6 @@ async def test_a_person_approves_a_paused_run_from_its_page(
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
-
-    def act(*calls: Any) -> Any:
-        """Selenium blocks: it runs in a thread while the app serves in this loop."""
-        return asyncio.to_thread(lambda: [call() for call in calls][-1])
 
     async with running_stack(database_url) as stack:
         deployed = await stack.deploy(FLOW)

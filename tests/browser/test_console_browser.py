@@ -6,13 +6,10 @@ Set SLUICE_SCREENSHOTS=DIR to keep screenshots (console-*.png) on a phone and a 
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests.browser.conftest import PHONE, WIDE, act
 from tests.flows.helpers import code
 from tests.flows.stack import ADMIN, running_stack
 
@@ -33,14 +30,6 @@ APPROVAL: dict[str, Any] = {
     "name": "expense",
     "steps": [{"id": "approve", "type": "wait_for_webhook"}],
 }
-PHONE, WIDE = (390, 844), (1280, 900)
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("SLUICE_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 async def test_a_run_appears_live_and_its_page_shows_the_steps(
@@ -49,10 +38,6 @@ async def test_a_run_appears_live_and_its_page_shows_the_steps(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
-
-    def act(*calls: Any) -> Any:
-        """Selenium blocks: it runs in a thread while the app serves in this loop."""
-        return asyncio.to_thread(lambda: [call() for call in calls][-1])
 
     def wait(condition: Any) -> Any:
         return WebDriverWait(browser, 20).until(condition)

@@ -10,7 +10,6 @@ Set SLUICE_SCREENSHOTS=DIR to keep screenshots (newcomer-*.png) on a wide window
 
 from __future__ import annotations
 
-import os
 import queue
 import re
 import signal
@@ -19,7 +18,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from ops.ports import free_port
@@ -81,13 +79,6 @@ class Lines:
             self.seen.append(line)
             if found := wanted.search(line):
                 return found
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("SLUICE_SCREENSHOTS") or tmp_path / "shots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def test_a_newcomer_watches_runs_reads_an_error_and_approves_a_step(
