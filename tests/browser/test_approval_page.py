@@ -35,7 +35,8 @@ async def test_a_person_approves_a_paused_run_from_its_page(
     database_url: str, browser: Any, shots: Path
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     async with running_stack(database_url) as stack:
         deployed = await stack.deploy(FLOW)
@@ -64,6 +65,12 @@ async def test_a_person_approves_a_paused_run_from_its_page(
             lambda: browser.find_element(By.NAME, "comment").send_keys("Thanks for the receipts."),
             lambda: browser.find_element(By.NAME, "by").send_keys("Grace"),
             lambda: browser.find_element(By.CSS_SELECTOR, "button[value=approve]").click(),
+        )
+        # The click navigates: wait for the answer's page rather than read the one leaving.
+        await act(
+            lambda: WebDriverWait(browser, 20).until(
+                ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "the run continues")
+            )
         )
         heading = await act(lambda: browser.find_element(By.TAG_NAME, "h1").text)
         assert heading == "Approve — the run continues"
