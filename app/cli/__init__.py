@@ -6,7 +6,9 @@ a running server, over HTTP only (`app.cli.client`): flows (`app.cli.flows`), ru
 (`app.cli.runs`), workers and administration (`app.cli.admin`). The arguments are
 `app.cli.parser`'s, the text `app.cli.output`'s.
 
-Exit status: 0 done, 1 the server refused or could not be reached, 2 a usage error.
+Client options (`--url`, `--api-key`, `--admin-key`, `--json`) may come before the command
+as well as after it. Exit status: 0 done, 1 the server refused or could not be reached, 2 a
+usage error, 141 the output's reader went away (`sluice runs list | head`: no traceback).
 """
 
 from __future__ import annotations
@@ -18,18 +20,28 @@ from collections.abc import Sequence
 
 from app.cli.client import ApiError, BadUrl, Client, ClientError, MissingKey, Unreachable
 from app.cli.output import Console, UsageError
-from app.cli.parser import DEFAULT_URL, KEYS, build_parser
+from app.cli.parser import DEFAULT_URL, KEYS, build_parser, merge_global_options
+
+CLOSED_PIPE = 141
+"""The exit status when stdout's reader has gone (128 + SIGPIPE, as a shell reports it)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command in ("serve", "migrate", "secrets"):
-        # Imported here: the server's modules (alembic, psycopg, pydantic) take longer to
-        # load than a client command takes to run.
-        from app.cli import server
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command in ("serve", "migrate", "secrets"):
+            # Imported here: the server's modules (alembic, psycopg, pydantic) take longer
+            # to load than a client command takes to run.
+            from app.cli import server
 
-        return server.run(args)
-    return _client_command(args)
+            return server.run(args)
+        return _client_command(merge_global_options(args))
+    except BrokenPipeError:
+        # Whatever is left unwritten goes nowhere, so that the interpreter's own flush at
+        # exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return CLOSED_PIPE
 
 
 def _client_command(args: argparse.Namespace) -> int:

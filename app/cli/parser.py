@@ -5,6 +5,7 @@ with the options they share."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 
 from app.cli import admin, browse, flows, runs, schedules, secrets
 
@@ -21,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sluice", description="Automation flows with PostgreSQL as the only moving part."
     )
+    parser.add_argument("--version", action="version", version=f"sluice {_version()}")
+    _global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the app, the worker, or both")
@@ -74,3 +77,35 @@ def _client_options(*, admin: bool) -> argparse.ArgumentParser:
     )
     options.add_argument("--json", action="store_true", help="print the server's JSON")
     return options
+
+
+GLOBAL = {"url": "global_url", "key": "global_key", "admin_key": "global_admin_key"}
+"""The client options also taken before the command (`sluice --api-key K runs list`), by
+their own names: a subcommand's defaults would otherwise overwrite them."""
+
+
+def _global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", dest=GLOBAL["url"], help=argparse.SUPPRESS)
+    parser.add_argument("--api-key", dest=GLOBAL["key"], metavar="KEY", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--admin-key", dest=GLOBAL["admin_key"], metavar="KEY", help=argparse.SUPPRESS
+    )
+    parser.add_argument("--json", dest="global_json", action="store_true", help=argparse.SUPPRESS)
+
+
+def merge_global_options(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with the client options given before the command filled in where the command
+    itself was not given them (what follows the command wins)."""
+    if getattr(args, "url", None) is None:
+        args.url = getattr(args, GLOBAL["url"], None)
+    if getattr(args, "key", None) is None:
+        args.key = getattr(args, GLOBAL["admin_key" if getattr(args, "admin", False) else "key"])
+    args.json = bool(getattr(args, "json", False) or getattr(args, "global_json", False))
+    return args
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sluice")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"

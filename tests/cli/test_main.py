@@ -5,6 +5,9 @@ environment, and for each kind of failure its exit status and one line.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -60,3 +63,41 @@ def test_usage_errors_exit_2(sluice: Sluice, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(SystemExit) as exited:
         sluice("runs", "list", "--status", "sleepy")
     assert exited.value.code == 2
+
+
+def test_client_options_may_come_before_the_command(
+    project_key: str, app_url: str, sluice: Sluice
+) -> None:
+    ran = sluice("--api-key", project_key, "--url", app_url, "--json", "flow", "list")
+    assert (ran.code, json.loads(ran.out)) == (0, {"flows": []})
+    # What follows the command wins.
+    after = sluice(
+        "--api-key", "sk_wrong", "flow", "list", "--url", app_url, "--api-key", project_key
+    )
+    assert after.code == 0, after.err
+
+
+def test_version(sluice: Sluice) -> None:
+    with pytest.raises(SystemExit) as exited:
+        sluice("--version")
+    assert exited.value.code == 0
+
+
+def test_a_closed_pipe_ends_quietly(project_key: str, app_url: str) -> None:
+    """`sluice … | head`: the reader is gone before sluice writes; no traceback, exit 141."""
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "SLUICE_URL": app_url, "SLUICE_API_KEY": project_key}
+    try:
+        ran = subprocess.run(
+            [sys.executable, "-m", "app.cli", "flow", "list", "--json"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (ran.returncode, ran.stderr) == (141, "")
