@@ -85,6 +85,8 @@ def list_runs(args: argparse.Namespace, client: Client, console: Console) -> int
     page = client.list_runs(
         flow=args.flow, status=args.status, limit=args.limit, cursor=args.cursor
     )
+    if not page["runs"] and args.flow is not None and not args.cursor:
+        _require_flow(client, args.flow)
     if console.json:
         console.print_json(page)
         return 0
@@ -95,6 +97,17 @@ def list_runs(args: argparse.Namespace, client: Client, console: Console) -> int
     if page.get("next_cursor"):
         console.note(f"more: add --cursor {page['next_cursor']}")
     return 0
+
+
+def _require_flow(client: Client, name: str) -> None:
+    """No runs of flow `name`: say so when the flow itself does not exist, rather than
+    `no runs` (a typo in --flow would otherwise look like an idle flow)."""
+    try:
+        client.get_flow(name)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise ApiError(404, f"no flow {name!r} in this project", []) from None
+        raise
 
 
 def runs_table(runs: Iterable[JsonObject], tz: tzinfo | None = None) -> str:

@@ -8,11 +8,17 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ops.ports import free_port
 from tests.cli.helpers import Sluice
+
+IDLE = {
+    "name": "idle",
+    "steps": [{"id": "noop", "type": "code", "code": "def run(input, ctx):\n    return 1"}],
+}
 
 
 def test_options_win_over_the_environment(
@@ -101,3 +107,19 @@ def test_a_closed_pipe_ends_quietly(project_key: str, app_url: str) -> None:
     finally:
         os.close(write)
     assert (ran.returncode, ran.stderr) == (141, "")
+
+
+def test_runs_of_an_unknown_flow_are_a_clear_error(
+    project_key: str, app_url: str, sluice: Sluice, tmp_path: Path
+) -> None:
+    env = ("--url", app_url, "--api-key", project_key)
+    unknown = sluice("runs", "list", "--flow", "nosuch", *env)
+    assert (unknown.code, unknown.out, unknown.err) == (
+        1,
+        "",
+        "sluice: no flow 'nosuch' in this project\n",
+    )
+    (tmp_path / "idle.json").write_text(json.dumps(IDLE))
+    assert sluice("flow", "deploy", str(tmp_path / "idle.json"), *env).code == 0
+    idle = sluice("runs", "list", "--flow", "idle", *env)
+    assert (idle.code, idle.err) == (0, "no runs\n")
