@@ -30,7 +30,6 @@ from app.web import (
     runs,
     schedules,
     schemas,
-    secrets,
     timing,
     webhooks,
 )
@@ -41,6 +40,7 @@ from app.web._resumes import (
     KEY_RESUME_REPLIES,
     PAGE_RESUME_REPLIES,
 )
+from app.web._secrets_api import SECRETS
 from app.web._shared import (
     HANDSHAKE,
     IDEMPOTENCY,
@@ -213,55 +213,6 @@ _SCHEDULES = (
         {"200": json_reply("Every schedule of the project's flows.", schemas.ScheduleList)},
     ),
 )
-_BAD_NAME = error_reply("The name is not letters, digits and _ (not starting with a digit).")
-_SECRETS = (
-    Operation(
-        "GET /api/v1/secrets",
-        secrets.list_secrets,
-        {"200": json_reply("The secrets' names and times, never values.", schemas.SecretList)},
-    ),
-    Operation(
-        "PUT /api/v1/secrets/{name}",
-        secrets.put_secret,
-        {
-            "200": json_reply("Replaced.", schemas.Secret),
-            "201": json_reply("Created.", schemas.Secret),
-            "503": error_reply("No SLUICE_SECRETS_KEY: secrets cannot be stored."),
-            **VALIDATED_BODY,
-        },
-        body=json_body(secrets.SecretValue),
-    ),
-    Operation(
-        "DELETE /api/v1/secrets/{name}",
-        secrets.delete_secret,
-        {"204": Reply("Deleted."), "422": _BAD_NAME, **NOT_FOUND},
-    ),
-    Operation(
-        "GET /api/v1/vars",
-        secrets.list_vars,
-        {"200": json_reply("The vars with their values.", schemas.VarList)},
-    ),
-    Operation(
-        "GET /api/v1/vars/{name}",
-        secrets.get_var,
-        {"200": json_reply("The var.", schemas.Var), "422": _BAD_NAME, **NOT_FOUND},
-    ),
-    Operation(
-        "PUT /api/v1/vars/{name}",
-        secrets.put_var,
-        {
-            "200": json_reply("Replaced.", schemas.Var),
-            "201": json_reply("Created.", schemas.Var),
-            **VALIDATED_BODY,
-        },
-        body=json_body(secrets.VarValue),
-    ),
-    Operation(
-        "DELETE /api/v1/vars/{name}",
-        secrets.delete_var,
-        {"204": Reply("Deleted."), "422": _BAD_NAME, **NOT_FOUND},
-    ),
-)
 _RUNS = (
     Operation(
         "GET /api/v1/runs",
@@ -374,7 +325,7 @@ SECTIONS = (
     Section("flows", None, _FLOW_SCHEMA),
     Section("flows", PROJECT_KEY, _database(_FLOWS)),
     Section("flows", PROJECT_KEY, _database(_SCHEDULES)),
-    Section("secrets", PROJECT_KEY, _database(_SECRETS)),
+    Section("secrets", PROJECT_KEY, _database(SECRETS)),
     Section("runs", PROJECT_KEY, _database(_RUNS)),
     Section("webhooks", None, _database(_WEBHOOKS)),
 )
