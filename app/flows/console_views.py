@@ -13,6 +13,8 @@ from psycopg.rows import class_row, dict_row
 
 from app import queries
 from app.flows import resume, waits
+from app.flows.decisions import DEFAULT_CHOICES
+from app.flows.definition import FlowDefinition, parse_flow
 
 _SQL = queries.load("console")
 
@@ -33,6 +35,8 @@ class WaitingStep:
     flow: str
     run_created_at: datetime
     resume_secret: bytes
+    choices: tuple[str, ...]
+    """The buttons the step offers (its definition's `choices`)."""
 
     def resume_url(self, public_url: str) -> str:
         """The step's resume URL (its approval page), rebuilt from the run's secret."""
@@ -70,12 +74,23 @@ async def waiting_steps(
     run_id: UUID | None = None,
     limit: int = 200,
 ) -> list[WaitingStep]:
-    """Pending wait_for_webhook steps, oldest first (`project_id` None: every project's)."""
-    async with conn.cursor(row_factory=class_row(WaitingStep)) as cur:
+    """Pending wait_for_webhook steps, oldest first (`project_id` None: every project's),
+    in one statement; each flow version's definition is parsed once."""
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             _SQL["waiting_steps"], {"project_id": project_id, "run_id": run_id, "limit": limit}
         )
-        return await cur.fetchall()
+        rows = await cur.fetchall()
+    definitions: dict[UUID, FlowDefinition] = {}
+    found: list[WaitingStep] = []
+    for row in rows:
+        version_id, definition = row.pop("flow_version_id"), row.pop("definition")
+        if version_id not in definitions:
+            definitions[version_id] = parse_flow(definition)
+        step = waits.webhook_step(definitions[version_id], row["step_key"])
+        choices = tuple(step.choices) if step is not None else DEFAULT_CHOICES
+        found.append(WaitingStep(**row, choices=choices))
+    return found
 
 
 async def flow_stats(
@@ -119,14 +134,3 @@ async def latest_dead_jobs(conn: AsyncConnection[Any], limit: int = 10) -> list[
     async with conn.cursor(row_factory=class_row(DeadJob)) as cur:
         await cur.execute(_SQL["latest_dead_jobs"], {"limit": limit})
         return await cur.fetchall()
-
-
-async def choices(conn: AsyncConnection[Any], waiting: list[WaitingStep]) -> dict[str, list[str]]:
-    """The choices of each waiting step (by ``run_id/step_key``), from its pinned
-    definition: one read per run."""
-    found: dict[str, list[str]] = {}
-    for run_id in dict.fromkeys(step.run_id for step in waiting):
-        for wait in await waits.pending(conn, run_id, ""):
-            if wait.choices is not None:
-                found[f"{run_id}/{wait.step}"] = wait.choices
-    return found

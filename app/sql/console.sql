@@ -4,11 +4,14 @@ SELECT id, name FROM projects ORDER BY name;
 
 -- name: waiting_steps
 -- Pending wait_for_webhook steps of paused runs (of one project, or every project).
+-- With the run's flow version and its definition, for the step's choices.
 SELECT w.run_id, w.step_key, w.created_at AS waiting_since, r.project_id, p.name AS project,
-       f.name AS flow, r.created_at AS run_created_at, r.resume_secret
+       f.name AS flow, r.created_at AS run_created_at, r.resume_secret,
+       r.flow_version_id, v.definition
 FROM flow_runs r
 JOIN waitpoints w ON w.run_id = r.id
 JOIN flows f ON f.id = r.flow_id
+JOIN flow_versions v ON v.id = r.flow_version_id
 JOIN projects p ON p.id = r.project_id
 WHERE r.status = 'PAUSED'
   AND (%(project_id)s::bigint IS NULL OR r.project_id = %(project_id)s::bigint)

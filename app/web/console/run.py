@@ -95,7 +95,6 @@ async def run_page(request: Request) -> Response:
         definition = await console_views.flow_version(conn, run.flow_id, run.version)
         children = await console_views.child_links(conn, run_id)
         waiting = await console_views.waiting_steps(conn, viewer.project_id, run_id=run_id)
-        asks = await console_views.choices(conn, waiting)
     now = datetime.now(UTC)
     return pages.render(
         request,
@@ -104,7 +103,6 @@ async def run_page(request: Request) -> Response:
         run=run,
         bars=waterfall(run, _depths(definition), children, now),
         waiting=waiting,
-        choices=asks,
         public_url=settings.resolved_public_url,
         note=NOTES.get(request.query_params.get("note", "")),
     )

@@ -25,13 +25,11 @@ async def waiting_page(request: Request) -> Response:
         waiting = await console_views.waiting_steps(
             conn, None if viewer.admin else viewer.project_id
         )
-        asks = await console_views.choices(conn, waiting)
     return pages.render(
         request,
         "waiting.html",
         viewer,
         waiting=waiting,
-        choices=asks,
         public_url=settings.resolved_public_url,
         problem=request.query_params.get("problem"),
         note=request.query_params.get("note"),
