@@ -305,3 +305,11 @@ def test_the_image_runs_sluice_as_a_user_with_bubblewrap() -> None:
 )
 def test_time_spans(span: str, expected: float) -> None:
     assert seconds(span) == expected
+
+
+def test_the_readme_configuration_table_has_every_setting() -> None:
+    """A setting that exists has its row in README's Configuration table."""
+    readme = (ROOT / "README.md").read_text()
+    rows = set(re.findall(r"^\| `(SLUICE_[A-Z0-9_]+)` \|", readme, flags=re.MULTILINE))
+    settings = {f"SLUICE_{name.upper()}" for name in Settings.model_fields}
+    assert settings - rows == set()
