@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from app import tracing
+from app.secrets.masking import mask_remembered
 
 _KINDS = {
     "internal": SpanKind.INTERNAL,
@@ -39,7 +40,7 @@ class _Span(tracing.Span):
         self._span.set_attribute(key, value)
 
     def fail(self, message: str) -> None:
-        self._span.set_status(Status(StatusCode.ERROR, message[:1000]))
+        self._span.set_status(_error(message))
 
 
 class Tracing:
@@ -94,10 +95,16 @@ class Tracing:
     ) -> None:
         span = self.tracer.start_span(name, attributes=dict(attributes), start_time=start_ns)
         if error is not None:
-            span.set_status(Status(StatusCode.ERROR, error[:1000]))
+            span.set_status(_error(error))
         span.end(end_time=max(start_ns, end_ns))
 
     def traceparent(self) -> str | None:
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier, context=otel_context.get_current())
         return carrier.get(tracing.TRACEPARENT)
+
+
+def _error(message: str) -> Status:
+    """An error status whose description (a step's error, say) shows no secret this process
+    has loaded: spans leave the process, so they are held to what logs are (invariant 11)."""
+    return Status(StatusCode.ERROR, mask_remembered(message)[:1000])

@@ -172,3 +172,35 @@ def test_tracing_is_wanted_by_the_setting_or_an_otlp_endpoint_unless_the_sdk_is_
     assert not tracing.wanted(off, endpoint)
     assert not tracing.wanted(on, disabled)
     assert not tracing.wanted(unset, {"OTEL_EXPORTER_OTLP_ENDPOINT": " "})
+
+
+async def test_a_span_never_holds_a_secret_of_the_step(
+    traced: Stack, spans: InMemorySpanExporter
+) -> None:
+    """Spans leave the process: an error naming a secret reaches them masked."""
+    secret = "tr4ce-secret-value-0042"
+    put = await traced.client.put("/api/v1/secrets/TOKEN", json={"value": secret})
+    assert put.status_code == 201, put.text
+    flow = await traced.deploy(
+        {
+            "name": "leaky",
+            "steps": [
+                {
+                    "id": "leak",
+                    "type": "code",
+                    "secrets": ["TOKEN"],
+                    "code": "def run(input, ctx):\n    raise ValueError(ctx['secrets']['TOKEN'])",
+                }
+            ],
+        }
+    )
+    answer = await traced.client.post(f"/webhooks/{flow['id']}", json={})
+    run = await traced.wait_for_status(answer.json()["run_id"])
+    assert run["status"] == "FAILED"
+    await ended(spans, lambda names: "step leak" in names and "run leaky" in names)
+    leak = named(spans.get_finished_spans(), "step leak")
+    assert leak.status.status_code is StatusCode.ERROR
+    assert "ValueError: ***" in (leak.status.description or "")
+    for span in spans.get_finished_spans():
+        assert secret not in (span.status.description or ""), span.name
+        assert all(secret not in str(value) for value in (span.attributes or {}).values())
