@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from app.cli.client import ApiError, BadUrl, Client, ClientError, MissingKey, Unreachable
-from app.cli.output import Console, UsageError
+from app.cli.output import Console, UsageError, candidate_lines
 from app.cli.parser import DEFAULT_URL, KEYS, build_parser, merge_global_options
 
 CLOSED_PIPE = 141
@@ -73,6 +73,8 @@ def _client_command(args: argparse.Namespace) -> int:
     except ApiError as exc:
         hint = f" (check {env} or {flag})" if exc.status == 401 else ""
         console.error(f"{exc.message}{hint}", exc.problems)
+        for line in candidate_lines(exc.body):
+            console.note(line)
         return 1
     except ClientError as exc:
         console.error(str(exc))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import uuid
 import webbrowser
 from collections.abc import Mapping
 from urllib.parse import quote
@@ -23,7 +24,9 @@ def add_commands(
         parents=[options],
         help="print the console's URL (of a run, given one) and open it in a browser",
     )
-    open_.add_argument("run_id", nargs="?", metavar="RUN", help="a run to show")
+    open_.add_argument(
+        "run_id", nargs="?", metavar="RUN", help="a run to show (its id or a unique prefix)"
+    )
     open_.add_argument(
         "--print",
         "--no-browser",
@@ -39,6 +42,14 @@ def console_url(server: str, run_id: str | None = None) -> str:
     return base if run_id is None else f"{base}/runs/{quote(run_id, safe='')}"
 
 
+def _whole_id(raw: str) -> bool:
+    try:
+        uuid.UUID(raw)
+    except ValueError:
+        return False
+    return True
+
+
 def can_open(terminal: bool, environ: Mapping[str, str], platform: str = sys.platform) -> bool:
     """Whether a browser may be opened: stdout is a terminal, not in CI, and (on Linux and
     the BSDs) a graphical session is there to show it."""
@@ -50,7 +61,10 @@ def can_open(terminal: bool, environ: Mapping[str, str], platform: str = sys.pla
 
 
 def open_console(args: argparse.Namespace, client: Client, console: Console) -> int:
-    url = console_url(client.url, args.run_id)
+    run_id = args.run_id
+    if run_id is not None and not _whole_id(run_id):
+        run_id = str(client.get_run(run_id)["id"])  # a short id: the server knows the run
+    url = console_url(client.url, run_id)
     if console.json:
         console.print_json({"url": url})
     else:

@@ -150,6 +150,18 @@ def error_lines(message: str, problems: Iterable[dict[str, str]] = ()) -> list[s
     ]
 
 
+def candidate_lines(body: Any) -> list[str]:
+    """The runs an ambiguous short id could name (an error's `candidates`), a line each."""
+    found = body.get("candidates") if isinstance(body, dict) else None
+    if not isinstance(found, list):
+        return []
+    return [
+        f"  {each.get('id')}  {each.get('flow')}  {each.get('status')}  {each.get('created_at')}"
+        for each in found
+        if isinstance(each, dict)
+    ]
+
+
 # Documents
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.flows import decisions
 from app.web import schemas
-from app.web._shared import READ_BODY, RESUME_ERRORS
+from app.web._shared import READ_BODY, RESUME_ERRORS, RUN_NOT_FOUND
 from app.web.openapi import JSON, Body, Reply, error_reply, json_reply
 from app.web.schemas import Error
 
@@ -63,6 +63,7 @@ KEY_RESUME_REPLIES = {
     ),
     "404": error_reply("No such run of the project, or the step is not waiting for a webhook."),
     "409": error_reply("The run has ended, or this step was resumed already."),
+    "422": RUN_NOT_FOUND["422"],
     "408": READ_BODY["408"],
     "413": READ_BODY["413"],
 }

@@ -30,6 +30,15 @@ IDEMPOTENCY = Parameter(
 NOT_FOUND = {
     "404": error_reply("No such object (another project's objects answer the same).", "NotFound")
 }
+RUN_NOT_FOUND = {
+    **NOT_FOUND,
+    "422": error_reply(
+        "The short run id starts the ids of several of the project's runs (the newest ten in "
+        "`candidates`): give more of it.",
+        "AmbiguousRunId",
+    ),
+}
+"""The replies of an operation on ``/api/v1/runs/{run_id}…``, whose run id may be short."""
 _TOO_SLOW = error_reply(
     "The body did not arrive within SLUICE_HTTP_BODY_TIMEOUT_SECONDS; the connection is closed.",
     "TooSlow",
@@ -119,7 +128,13 @@ PATH_PARAMETERS = {
         Parameter("flow_id", "path", UUID, "The flow's id (in its `webhook_url`).", "FlowId"),
         Parameter("project", "path", str, "The project's name.", "ProjectName"),
         Parameter("flow", "path", FlowName, "The flow's name.", "FlowNameInUrl"),
-        Parameter("run_id", "path", UUID, "The run's id.", "RunId"),
+        Parameter(
+            "run_id",
+            "path",
+            str,
+            "The run's id; under `/api/v1` also a unique prefix of it (at least 6 hex digits).",
+            "RunId",
+        ),
         Parameter(
             "token", "path", str, "The token of the waiting step's resume URL.", "ResumeToken"
         ),

@@ -48,6 +48,7 @@ from app.web._shared import (
     PATH_PARAMETERS,
     READ_BODY,
     RESUME_ERRORS,
+    RUN_NOT_FOUND,
     SIGNATURE,
     SYNC_REPLIES,
     UNAVAILABLE,
@@ -226,7 +227,7 @@ _RUNS = (
     Operation(
         "GET /api/v1/runs/{run_id}",
         runs.show_run,
-        {"200": json_reply("The run, with what it waits for.", schemas.RunDetail), **NOT_FOUND},
+        {"200": json_reply("The run, with what it waits for.", schemas.RunDetail), **RUN_NOT_FOUND},
     ),
     Operation(
         "POST /api/v1/runs/{run_id}/cancel",
@@ -234,7 +235,7 @@ _RUNS = (
         {
             "200": json_reply("The canceled run.", RunSummary),
             "409": error_reply("The run has ended already."),
-            **NOT_FOUND,
+            **RUN_NOT_FOUND,
         },
     ),
     Operation(
@@ -249,7 +250,7 @@ _RUNS = (
         {
             "202": json_reply("The run, queued again.", RunSummary),
             "409": error_reply("The run has not ended, or it succeeded."),
-            **NOT_FOUND,
+            **RUN_NOT_FOUND,
         },
     ),
 )

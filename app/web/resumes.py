@@ -14,8 +14,8 @@ from app.flows import decisions, waits
 from app.web import auth, payloads, replies
 from app.web.body import read_limited
 from app.web.errors import ApiError
+from app.web.run_ref import path_run
 from app.web.schemas import Problem, Resumed
-from app.web.webhooks import parse_uuid
 
 
 async def resume_step(request: Request) -> JSONResponse:
@@ -23,7 +23,7 @@ async def resume_step(request: Request) -> JSONResponse:
     body becomes its output, or, when it is a decision (`choice`, with an optional
     `comment` and `fields`), the decision checked against the step."""
     project_id = await auth.project_id(request)
-    run_id = parse_uuid(request.path_params["run_id"], "run")
+    run_id = await path_run(request, project_id)
     key = request.path_params["step_id"]
     raw = await read_limited(request)
     body = (await payloads.decode(raw, request.headers, request.state.settings))["body"]

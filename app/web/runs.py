@@ -15,8 +15,8 @@ from app.flows.control import RunBudget
 from app.flows.model import RunStatus
 from app.web import auth
 from app.web.errors import ApiError
+from app.web.run_ref import path_run
 from app.web.schemas import PendingWait, Problem, RunDetail, RunList, reply
-from app.web.webhooks import parse_uuid
 
 _STATUSES = ", ".join(status.value for status in RunStatus)
 
@@ -79,7 +79,7 @@ async def _summary(request: Request, project_id: int, run_id: UUID) -> run_views
 async def show_run(request: Request) -> JSONResponse:
     """A run with its trigger, output, reply, steps, child runs and what it waits for."""
     project_id = await auth.project_id(request)
-    run_id = parse_uuid(request.path_params["run_id"], "run")
+    run_id = await path_run(request, project_id)
     public_url = request.state.settings.resolved_public_url
     async with request.state.pool.connection() as conn:
         run = await run_views.get_run(conn, project_id, run_id)
@@ -117,7 +117,7 @@ async def retry(state: Any, project_id: int, run_id: UUID, *, via: str = "retry"
 async def cancel_run(request: Request) -> JSONResponse:
     """Cancel a run that has not ended, and its child runs."""
     project_id = await auth.project_id(request)
-    run_id = parse_uuid(request.path_params["run_id"], "run")
+    run_id = await path_run(request, project_id)
     if not await cancel(request.state, project_id, run_id):
         ended = await _summary(request, project_id, run_id)
         raise ApiError(409, f"run {run_id} has already ended ({ended.status})")
@@ -127,7 +127,7 @@ async def cancel_run(request: Request) -> JSONResponse:
 async def retry_run(request: Request) -> JSONResponse:
     """Queue a run that ended unsuccessfully again, from its first unfinished step."""
     project_id = await auth.project_id(request)
-    run_id = parse_uuid(request.path_params["run_id"], "run")
+    run_id = await path_run(request, project_id)
     if not await retry(request.state, project_id, run_id):
         kept = await _summary(request, project_id, run_id)
         raise ApiError(409, f"run {run_id} is {kept.status}; only a run that failed can be retried")

@@ -41,8 +41,18 @@ class Problem(TypedDict):
     message: str
 
 
+class RunCandidate(TypedDict):
+    """A run whose id starts with an ambiguous short id."""
+
+    id: UuidText
+    flow: str
+    status: str
+    created_at: str
+
+
 class ErrorDetails(TypedDict, total=False):
     problems: list[Problem]
+    candidates: list[RunCandidate]
     limit: int
     retry_after_seconds: int
     run_id: UuidText
@@ -53,8 +63,9 @@ class Error(ErrorDetails):
     """Every error: its message, with `problems` when the input was invalid, the `limit` a
     body broke (its size in bytes, its JSON depth or digits), `retry_after_seconds` when
     the database is unavailable (also in `Retry-After`), the `run_id` of a webhook's run
-    once it exists (also in `X-Sluice-Run-Id`), and the `request_id` of an internal error,
-    which the server log names with its traceback."""
+    once it exists (also in `X-Sluice-Run-Id`), the `candidates` a short run id could
+    name when it names more than one run (the newest ten), and the `request_id` of an
+    internal error, which the server log names with its traceback."""
 
     error: Required[str]
 

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from app.web.api import document
 from tests.flows.stack import ADMIN, running_stack
+from tests.flows.twins import twin_runs
 from tests.web.apps import ADMIN as WEB_ADMIN
 from tests.web.apps import app_client
 from tests.web.openapi_rules import (
@@ -168,7 +169,7 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
         ids = {flow["name"]: (await stack.deploy(flow))["id"] for flow in FLOWS}
         waiting = await _drive_webhooks(api, ids)
         await _drive_approvals(api, ids)
-        await _drive_runs(api, ids)
+        await _drive_runs(api, ids, database_url)
 
     # Slow bodies are a 408 (SLUICE_HTTP_BODY_TIMEOUT_SECONDS); /metrics wants its token.
     async with running_stack(
@@ -391,7 +392,7 @@ async def _drive_approvals(api: Caller, ids: dict[str, str]) -> None:
     assert await api.call("post", KEY_RESUME, at, json={}) == 409
 
 
-async def _drive_runs(api: Caller, ids: dict[str, str]) -> None:
+async def _drive_runs(api: Caller, ids: dict[str, str], database_url: str) -> None:
     runs, run = "/api/v1/runs", "/api/v1/runs/{run_id}"
     parent = await api.send("post", "/webhooks/{flow_id}/sync", {"flow_id": ids["parent"]})
     assert parent.status_code == 200, parent.text
@@ -407,3 +408,9 @@ async def _drive_runs(api: Caller, ids: dict[str, str]) -> None:
     assert await api.call("post", run + "/retry", live) == 409
     for method, path in [("get", run), ("post", run + "/cancel"), ("post", run + "/retry")]:
         assert await api.call(method, path, {"run_id": NOWHERE}) == 404
+    # A short id that two runs' ids start with.
+    twin_runs(database_url, live["run_id"], "abcdef")
+    for method, path in [("get", run), ("post", run + "/cancel"), ("post", run + "/retry")]:
+        assert await api.call(method, path, {"run_id": "abcdef"}) == 422
+    short = {"run_id": "abcdef", "step_id": "answer"}
+    assert await api.call("post", KEY_RESUME, short, json={}) == 422
