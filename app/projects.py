@@ -43,6 +43,9 @@ class ApiKey:
     prefix: str
     name: str | None
     created_at: datetime
+    last_used_at: datetime | None
+    """When it last authenticated a request (to the minute: it is noted at most once a minute)."""
+    revoked_at: datetime | None
 
 
 class ProjectNameTaken(Exception):
@@ -77,6 +80,41 @@ async def create_project(
 async def get_project(conn: AsyncConnection[Any], project_id: int) -> Project | None:
     async with conn.cursor(row_factory=class_row(Project)) as cur:
         await cur.execute(_SQL["get_project"], {"id": project_id})
+        return await cur.fetchone()
+
+
+_MAX_ID = 2**63 - 1
+
+
+async def find_project(conn: AsyncConnection[Any], ref: str) -> Project | None:
+    """The project `ref` names: its id when `ref` is digits, else its name (so a project
+    whose name is only digits is named by its id)."""
+    if ref.isascii() and ref.isdigit():
+        return await get_project(conn, int(ref)) if int(ref) <= _MAX_ID else None
+    async with conn.cursor(row_factory=class_row(Project)) as cur:
+        await cur.execute(_SQL["get_project_by_name"], {"name": ref})
+        return await cur.fetchone()
+
+
+async def list_projects(conn: AsyncConnection[Any], *, after: int, limit: int) -> list[Project]:
+    """Up to `limit` projects with ids above `after`, by id."""
+    async with conn.cursor(row_factory=class_row(Project)) as cur:
+        await cur.execute(_SQL["list_projects"], {"after": after, "limit": limit})
+        return await cur.fetchall()
+
+
+async def list_api_keys(conn: AsyncConnection[Any], project_id: int, limit: int) -> list[ApiKey]:
+    """The project's newest `limit` keys, revoked ones included."""
+    async with conn.cursor(row_factory=class_row(ApiKey)) as cur:
+        await cur.execute(_SQL["list_api_keys"], {"project_id": project_id, "limit": limit})
+        return await cur.fetchall()
+
+
+async def revoke_api_key(conn: AsyncConnection[Any], prefix: str) -> ApiKey | None:
+    """Revoke the key with this prefix (None: no such key). From its commit on, `authenticate`
+    and `key_still_live` refuse the key: both read the key's row on every call."""
+    async with conn.cursor(row_factory=class_row(ApiKey)) as cur:
+        await cur.execute(_SQL["revoke_api_key"], {"prefix": prefix})
         return await cur.fetchone()
 
 

@@ -1,15 +1,20 @@
-"""`sluice workers`, `sluice project create|update`, `sluice api-key create`: the admin key's
-commands."""
+"""`sluice workers`, `sluice project list|create|update`, `sluice api-key list|create|revoke`:
+the admin key's commands. A project is named by its id or its name wherever one is taken."""
 
 from __future__ import annotations
 
 import argparse
+import re
 from datetime import UTC, datetime, tzinfo
 
 from app.cli.client import Client, JsonObject
 from app.cli.output import Console, ago, fields, parse_time, table, timestamp
 
 _STORE_IT = "Store the API key now: it is shown only this once."
+_PROJECT = "the project's id or name"
+# What a key's prefix is given as: the prefix, sk_<prefix>, or the whole key (its secret
+# part is dropped here and never sent).
+_PREFIX = re.compile(r"^(?:sk_)?(?P<prefix>[a-z0-9]{10})(?:_.*)?$", re.DOTALL)
 
 
 def add_commands(
@@ -23,8 +28,11 @@ def add_commands(
         help="the worker processes and when they were seen (admin key)",
     ).set_defaults(handler=workers)
 
-    project = commands.add_parser("project", help="create and change projects (admin key)")
+    project = commands.add_parser("project", help="list, create and change projects (admin key)")
     actions = project.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=[admin_options], help="every project, by id").set_defaults(
+        handler=list_projects
+    )
     create = actions.add_parser(
         "create", parents=[admin_options], help="create a project and its first API key"
     )
@@ -39,7 +47,7 @@ def add_commands(
     update = actions.add_parser(
         "update", parents=[admin_options], help="change a project's settings"
     )
-    update.add_argument("project_id", type=int, metavar="PROJECT_ID")
+    update.add_argument("project", metavar="PROJECT", help=_PROJECT)
     update.add_argument(
         "--network",
         action=argparse.BooleanOptionalAction,
@@ -50,14 +58,26 @@ def add_commands(
     )
     update.set_defaults(handler=update_project)
 
-    api_key = commands.add_parser("api-key", help="create API keys (admin key)")
+    api_key = commands.add_parser("api-key", help="list, create and revoke API keys (admin key)")
     actions = api_key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listed = actions.add_parser(
+        "list", parents=[admin_options], help="a project's keys (prefixes, never secrets)"
+    )
+    listed.add_argument("project", metavar="PROJECT", help=_PROJECT)
+    listed.set_defaults(handler=list_api_keys)
     create = actions.add_parser(
         "create", parents=[admin_options], help="create another API key for a project"
     )
-    create.add_argument("project_id", type=int, metavar="PROJECT_ID")
+    create.add_argument("project", metavar="PROJECT", help=_PROJECT)
     create.add_argument("--name", help="what the key is for, to tell keys apart")
     create.set_defaults(handler=create_api_key)
+    revoke = actions.add_parser(
+        "revoke", parents=[admin_options], help="revoke a key: it is refused from then on"
+    )
+    revoke.add_argument(
+        "prefix", metavar="PREFIX", help="the key's prefix (sk_<prefix>, or the whole key)"
+    )
+    revoke.set_defaults(handler=revoke_api_key)
 
 
 def workers(_args: argparse.Namespace, client: Client, console: Console) -> int:
@@ -107,9 +127,12 @@ def update_project(args: argparse.Namespace, client: Client, console: Console) -
     if args.network is None and args.concurrency_limit is None:
         console.error("nothing to change: give --network, --no-network or --concurrency-limit")
         return 2
-    project = client.update_project(
-        args.project_id, allow_network=args.network, concurrency_limit=args.concurrency_limit
-    )
+    changes: JsonObject = {}
+    if args.network is not None:
+        changes["allow_network"] = args.network
+    if args.concurrency_limit is not None:
+        changes["concurrency_limit"] = args.concurrency_limit
+    project = client.update_project(args.project, changes)
     if console.json:
         console.print_json(project)
     else:
@@ -128,7 +151,7 @@ def _project_fields(project: JsonObject) -> list[tuple[str, str]]:
 
 
 def create_api_key(args: argparse.Namespace, client: Client, console: Console) -> int:
-    created = client.create_api_key(args.project_id, args.name)
+    created = client.create_api_key(args.project, args.name)
     if console.json:
         console.print_json(created)
         return 0
@@ -143,4 +166,62 @@ def create_api_key(args: argparse.Namespace, client: Client, console: Console) -
         )
     )
     console.note(_STORE_IT)
+    return 0
+
+
+def list_projects(_args: argparse.Namespace, client: Client, console: Console) -> int:
+    found: list[JsonObject] = []
+    params: dict[str, str] = {}
+    while True:  # every page: projects are few
+        page = client.call("GET", "/api/v1/projects", admin=True, params=params)
+        found.extend(page["projects"])
+        if page.get("next_cursor") is None:
+            break
+        params = {"cursor": page["next_cursor"]}
+    if console.json:
+        console.print_json({"projects": found})
+        return 0
+    rows = [
+        [
+            str(each["id"]),
+            each["name"],
+            "none" if each.get("concurrency_limit") is None else str(each["concurrency_limit"]),
+            "allowed" if each.get("allow_network", True) else "forbidden",
+            timestamp(each.get("created_at")),
+        ]
+        for each in found
+    ]
+    console.print(table(["ID", "PROJECT", "LIMIT", "NETWORK", "CREATED"], rows))
+    return 0
+
+
+def list_api_keys(args: argparse.Namespace, client: Client, console: Console) -> int:
+    answer = client.call("GET", "/api/v1/projects/{}/api-keys", args.project, admin=True)
+    if console.json:
+        console.print_json(answer)
+        return 0
+    rows = [
+        [
+            f"sk_{key['prefix']}",
+            key.get("name") or "-",
+            timestamp(key.get("created_at")),
+            timestamp(key.get("last_used_at")) if key.get("last_used_at") else "never",
+            timestamp(key.get("revoked_at")) if key.get("revoked_at") else "-",
+        ]
+        for key in answer["api_keys"]
+    ]
+    console.print(table(["KEY", "NAME", "CREATED", "LAST USED", "REVOKED"], rows))
+    return 0
+
+
+def revoke_api_key(args: argparse.Namespace, client: Client, console: Console) -> int:
+    match = _PREFIX.match(args.prefix.strip())
+    if match is None:
+        console.error("not a key's prefix: 10 lower-case letters and digits (see api-key list)")
+        return 2
+    key = client.call("POST", "/api/v1/api-keys/{}/revoke", match["prefix"], admin=True)
+    if console.json:
+        console.print_json(key)
+    else:
+        console.print(f"revoked sk_{key['prefix']} (project {key['project_id']})")
     return 0

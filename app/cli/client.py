@@ -243,23 +243,29 @@ class Client:
             body["concurrency_limit"] = concurrency_limit
         return self._json("POST", "/api/v1/projects", json=body, admin=True)
 
-    def update_project(
-        self,
-        project_id: int,
-        *,
-        allow_network: bool | None = None,
-        concurrency_limit: int | None = None,
-    ) -> JsonObject:
-        body: JsonObject = {}
-        if allow_network is not None:
-            body["allow_network"] = allow_network
-        if concurrency_limit is not None:
-            body["concurrency_limit"] = concurrency_limit
-        return self._json("PATCH", f"/api/v1/projects/{project_id}", json=body, admin=True)
+    def update_project(self, project: str, changes: JsonObject) -> JsonObject:
+        """Change a project (named by its id or its name)."""
+        path = f"/api/v1/projects/{_segment(project)}"
+        return self._json("PATCH", path, json=changes, admin=True)
 
-    def create_api_key(self, project_id: int, name: str | None = None) -> JsonObject:
+    def create_api_key(self, project: str, name: str | None = None) -> JsonObject:
         body = {} if name is None else {"name": name}
-        return self._json("POST", f"/api/v1/projects/{project_id}/api-keys", json=body, admin=True)
+        path = f"/api/v1/projects/{_segment(project)}/api-keys"
+        return self._json("POST", path, json=body, admin=True)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *segments: str,
+        admin: bool = False,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> JsonObject:
+        """Any JSON operation: `path` with ``{}`` for each of `segments`, which are quoted
+        as one path segment each (for commands that need no method of their own here)."""
+        quoted = path.format(*(_segment(each) for each in segments))
+        return self._json(method, quoted, admin=admin, json=json, params=params)
 
     # Plumbing
 

@@ -123,7 +123,16 @@ SYNC_REPLIES = {
 PATH_PARAMETERS = {
     parameter.name: parameter
     for parameter in (
-        Parameter("project_id", "path", int, "The project's id.", "ProjectId"),
+        Parameter(
+            "project_id",
+            "path",
+            str,
+            "The project's id, or its name (a name of digits only is given by its id).",
+            "ProjectId",
+        ),
+        Parameter(
+            "prefix", "path", str, "An API key's prefix: the key is `sk_<prefix>_…`.", "KeyPrefix"
+        ),
         Parameter("name", "path", FlowName, "A flow's name.", "FlowName"),
         Parameter("flow_id", "path", UUID, "The flow's id (in its `webhook_url`).", "FlowId"),
         Parameter("project", "path", str, "The project's name.", "ProjectName"),

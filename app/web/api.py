@@ -25,7 +25,6 @@ from app.web import (
     approvals,
     flows,
     health,
-    projects,
     resumes,
     runs,
     schedules,
@@ -34,6 +33,7 @@ from app.web import (
     webhooks,
 )
 from app.web import metrics as web_metrics
+from app.web._projects_api import ACROSS_PROJECTS, ADMINISTRATION, OWN_PROJECT
 from app.web._resumes import (
     APPROVAL_PAGE_REPLIES,
     KEY_RESUME_BODY,
@@ -52,7 +52,6 @@ from app.web._shared import (
     SIGNATURE,
     SYNC_REPLIES,
     UNAVAILABLE,
-    VALIDATED_BODY,
     WEBHOOK_BODY,
     WEBHOOK_ERRORS,
 )
@@ -123,47 +122,6 @@ _PROBES = (
         "GET /openapi.json",
         openapi,
         {"200": json_reply("The OpenAPI 3.1 document.", {"type": "object"})},
-    ),
-)
-_ADMINISTRATION = (
-    Operation(
-        "POST /api/v1/projects",
-        projects.create_project,
-        {
-            "201": json_reply("Created.", schemas.ProjectCreated),
-            "409": error_reply("The name is taken."),
-            **VALIDATED_BODY,
-        },
-        body=json_body(projects.NewProject),
-    ),
-    Operation(
-        "POST /api/v1/projects/{project_id}/api-keys",
-        projects.create_api_key,
-        {"201": json_reply("Created.", schemas.ApiKeyCreated), **NOT_FOUND, **VALIDATED_BODY},
-        body=json_body(projects.NewApiKey),
-    ),
-    Operation(
-        "PATCH /api/v1/projects/{project_id}",
-        projects.change_project,
-        {"200": json_reply("The project.", schemas.Project), **NOT_FOUND, **VALIDATED_BODY},
-        body=json_body(projects.ProjectChange),
-    ),
-)
-_OWN_PROJECT = (
-    Operation(
-        "GET /api/v1/project",
-        projects.own_project,
-        {"200": json_reply("The project.", schemas.Project)},
-    ),
-)
-_ACROSS_PROJECTS = (
-    Operation(
-        "GET /api/v1/workers",
-        projects.list_workers,
-        {
-            "200": json_reply("Recently seen workers.", schemas.WorkerList),
-            "403": error_reply("A project key: this view covers every project."),
-        },
     ),
 )
 _FLOW_SCHEMA = (
@@ -320,9 +278,9 @@ _NO_DATABASE = ("GET /health", "GET /ready", "GET /openapi.json")
 SECTIONS = (
     Section("probes", None, tuple(o for o in _PROBES if o.route in _NO_DATABASE)),
     Section("probes", None, _database(tuple(o for o in _PROBES if o.route not in _NO_DATABASE))),
-    Section("projects", ADMIN_KEY, _database(_ADMINISTRATION)),
-    Section("projects", ADMIN_KEY, _database(_ACROSS_PROJECTS)),
-    Section("projects", PROJECT_KEY, _database(_OWN_PROJECT)),
+    Section("projects", ADMIN_KEY, _database(ADMINISTRATION)),
+    Section("projects", ADMIN_KEY, _database(ACROSS_PROJECTS)),
+    Section("projects", PROJECT_KEY, _database(OWN_PROJECT)),
     Section("flows", None, _FLOW_SCHEMA),
     Section("flows", PROJECT_KEY, _database(_FLOWS)),
     Section("flows", PROJECT_KEY, _database(_SCHEDULES)),

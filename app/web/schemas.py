@@ -135,6 +135,26 @@ class ProjectCreated(View):
     api_key: str = Field(description="Shown only here.")
 
 
+class ProjectList(View):
+    projects: list[Project]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class ApiKey(View):
+    """A key as listed: never its secret or hash."""
+
+    prefix: str = Field(description="The key's visible part: the key is `sk_<prefix>_…`.")
+    project_id: int
+    name: str | None
+    created_at: Timestamp
+    last_used_at: Timestamp | None = Field(description="To the minute.")
+    revoked_at: Timestamp | None
+
+
+class ApiKeyList(View):
+    api_keys: list[ApiKey]
+
+
 class ApiKeyCreated(View):
     api_key: str = Field(description="Shown only here.")
     prefix: str

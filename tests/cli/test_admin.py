@@ -34,7 +34,10 @@ def test_project_update_forbids_and_allows_network(app_url: str, sluice: Sluice)
     assert nothing.code == 2
     assert "nothing to change" in nothing.err
     missing = sluice("project", "update", "999", "--no-network")
-    assert (missing.code, missing.err) == (1, "sluice: no project 999\n")
+    assert (missing.code, missing.err) == (1, "sluice: no project '999'\n")
+    by_name = sluice("project", "update", "acme", "--concurrency-limit", "4", "--json")
+    assert by_name.code == 0, by_name.err
+    assert json.loads(by_name.out)["concurrency_limit"] == 4
 
 
 def test_api_key_create_adds_a_working_key(
@@ -48,7 +51,76 @@ def test_api_key_create_adds_a_working_key(
     monkeypatch.setenv("SLUICE_API_KEY", created["api_key"])
     assert sluice("flow", "list").code == 0
     missing = sluice("api-key", "create", "999")
-    assert (missing.code, missing.err) == (1, "sluice: no project 999\n")
+    assert (missing.code, missing.err) == (1, "sluice: no project '999'\n")
+    by_name = sluice("api-key", "create", "acme", "--json")
+    assert json.loads(by_name.out)["project_id"] == project["id"]
+
+
+def test_project_list_shows_every_project(app_url: str, sluice: Sluice) -> None:
+    for name in ("acme", "globex", "7"):
+        assert sluice("project", "create", name).code == 0
+    ran = sluice("project", "list")
+    assert ran.code == 0, ran.err
+    header, *rows = ran.out.splitlines()
+    assert header.split() == ["ID", "PROJECT", "LIMIT", "NETWORK", "CREATED"]
+    assert [row.split()[1:4] for row in rows] == [
+        ["acme", "none", "allowed"],
+        ["globex", "none", "allowed"],
+        ["7", "none", "allowed"],
+    ]
+    listed = json.loads(sluice("project", "list", "--json").out)["projects"]
+    assert [each["name"] for each in listed] == ["acme", "globex", "7"]
+    # A name of digits is named by its id.
+    seven = listed[2]["id"]
+    assert (
+        json.loads(sluice("project", "update", str(seven), "--no-network", "--json").out)["name"]
+        == "7"
+    )
+
+
+def test_a_revoked_key_is_refused_at_once(
+    app_url: str, sluice: Sluice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = json.loads(sluice("project", "create", "acme", "--json").out)["api_key"]
+    second = json.loads(sluice("api-key", "create", "acme", "--name", "ci", "--json").out)
+    monkeypatch.setenv("SLUICE_API_KEY", first)
+    assert sluice("flow", "list").code == 0
+
+    listed = sluice("api-key", "list", "acme")
+    assert listed.code == 0, listed.err
+    header, *rows = listed.out.splitlines()
+    assert header.split() == ["KEY", "NAME", "CREATED", "LAST", "USED", "REVOKED"]
+    prefix = first.split("_")[1]
+    assert [row.split()[:2] for row in rows] == [
+        [f"sk_{second['prefix']}", "ci"],
+        [f"sk_{prefix}", "first"],
+    ]
+    assert first.split("_", 2)[2] not in listed.out
+    assert rows[0].split()[-2:] == ["never", "-"]
+
+    revoked = sluice("api-key", "revoke", first)  # the whole key: only its prefix is sent
+    assert (revoked.code, revoked.out) == (0, f"revoked sk_{prefix} (project {_id(sluice)})\n")
+    refused = sluice("flow", "list")
+    assert (refused.code, refused.err) == (
+        1,
+        "sluice: invalid API key (check SLUICE_API_KEY or --api-key)\n",
+    )
+    monkeypatch.setenv("SLUICE_API_KEY", second["api_key"])
+    assert sluice("flow", "list").code == 0
+    keys = json.loads(sluice("api-key", "list", str(_id(sluice)), "--json").out)["api_keys"]
+    assert [key["revoked_at"] is not None for key in keys] == [False, True]
+    again = sluice("api-key", "revoke", f"sk_{prefix}", "--json")
+    assert json.loads(again.out)["revoked_at"] == keys[1]["revoked_at"]
+    unknown = sluice("api-key", "revoke", "0123456789")
+    assert (unknown.code, unknown.err) == (1, "sluice: no API key with prefix '0123456789'\n")
+    malformed = sluice("api-key", "revoke", "sk_NOT-A-KEY_secret")
+    assert malformed.code == 2
+    assert "secret" not in malformed.err
+
+
+def _id(sluice: Sluice) -> int:
+    [project] = json.loads(sluice("project", "list", "--json").out)["projects"]
+    return int(project["id"])
 
 
 def test_administration_needs_the_admin_key(

@@ -45,6 +45,7 @@ ANY_PARAMETERS = {
     "run_id": NOWHERE,
     "token": "t",
     "step_id": "answer",
+    "prefix": "abcdefghij",
 }
 BROWSER = {"accept": "text/html"}
 # GitHub's documented test vector (docs.github.com, "Validating webhook deliveries").
@@ -144,7 +145,9 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
             if "503" not in operation["responses"] or path == "/ready":
                 continue
             admin = {"authorization": f"Bearer {WEB_ADMIN}"}
-            key = admin if path.startswith("/api/v1/projects") else PROJECT_KEY
+            key = (
+                admin if path.startswith(("/api/v1/projects", "/api/v1/api-keys")) else PROJECT_KEY
+            )
             body: dict[str, Any] = {}
             if method == "post" and path.endswith("projects"):
                 body = {"name": "acme"}
@@ -232,6 +235,16 @@ async def _drive_projects(api: Caller) -> None:
     nowhere = {"project_id": 999_999}
     assert await api.call("post", keys, nowhere, json={}, headers=ADMIN_KEY) == 404
     assert await api.call("patch", project, nowhere, json=limit, headers=ADMIN_KEY) == 404
+    assert await api.call("get", projects, params={"limit": 1}, headers=ADMIN_KEY) == 200
+    assert await api.call("get", projects, params={"cursor": "x"}, headers=ADMIN_KEY) == 422
+    listed = await api.send("get", keys, {"project_id": "acme"}, headers=ADMIN_KEY)
+    assert listed.status_code == 200
+    assert await api.call("get", keys, nowhere, headers=ADMIN_KEY) == 404
+    assert await api.call("get", keys, at, params={"limit": 0}, headers=ADMIN_KEY) == 422
+    revoke = "/api/v1/api-keys/{prefix}/revoke"
+    prefix = {"prefix": listed.json()["api_keys"][0]["prefix"]}
+    assert await api.call("post", revoke, prefix, headers=ADMIN_KEY) == 200
+    assert await api.call("post", revoke, {"prefix": "nosuchkey0"}, headers=ADMIN_KEY) == 404
     assert await api.call("get", "/api/v1/project") == 200
     assert await api.call("get", "/api/v1/workers", headers=ADMIN_KEY) == 200
     assert await api.call("get", "/api/v1/workers") == 403
