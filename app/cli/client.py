@@ -138,8 +138,10 @@ class Client:
         """`{"flows": [...]}`."""
         return self._json("GET", "/api/v1/flows")
 
-    def get_flow(self, name: str) -> JsonObject:
-        return self._json("GET", f"/api/v1/flows/{_segment(name)}")
+    def get_flow(self, name: str, *, defaults: bool = True) -> JsonObject:
+        """The flow; `defaults=False`: its definition without the fields at their default."""
+        params = None if defaults else {"defaults": "false"}
+        return self._json("GET", f"/api/v1/flows/{_segment(name)}", params=params)
 
     def set_flow_enabled(self, name: str, enabled: bool) -> JsonObject:
         action = "enable" if enabled else "disable"

@@ -47,6 +47,12 @@ def add_commands(
         action = actions.add_parser(name, parents=[options], help=summary)
         action.add_argument("name", metavar="NAME")
         action.set_defaults(handler=handler)
+        if handler is show:
+            action.add_argument(
+                "--full",
+                action="store_true",
+                help="every field, those left at their default too",
+            )
 
     trigger_ = commands.add_parser(
         "trigger", parents=[options], help="start a run of a flow through its webhook"
@@ -172,7 +178,7 @@ def list_flows(_args: argparse.Namespace, client: Client, console: Console) -> i
 
 
 def show(args: argparse.Namespace, client: Client, console: Console) -> int:
-    flow = client.get_flow(args.name)
+    flow = client.get_flow(args.name, defaults=args.full)
     if console.json:
         console.print_json(flow)
         return 0

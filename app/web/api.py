@@ -149,7 +149,19 @@ _FLOWS = (
     Operation(
         "GET /api/v1/flows/{name}",
         flows.show_flow,
-        {"200": json_reply("The flow.", schemas.Flow), **NOT_FOUND},
+        {
+            "200": json_reply("The flow.", schemas.Flow),
+            "422": error_reply("`defaults` is neither `true` nor `false`."),
+            **NOT_FOUND,
+        },
+        parameters=(
+            Parameter(
+                "defaults",
+                "query",
+                {"type": "boolean", "default": True},
+                "`false`: the definition without the fields that hold their default value.",
+            ),
+        ),
     ),
     Operation(
         "DELETE /api/v1/flows/{name}", flows.delete_flow, {"204": Reply("Deleted."), **NOT_FOUND}

@@ -139,15 +139,21 @@ async def list_flows(request: Request) -> JSONResponse:
 
 
 async def show_flow(request: Request) -> JSONResponse:
-    """A flow with its latest version's definition."""
+    """A flow with its latest version's definition (``?defaults=false``: without the fields
+    that hold their default value, close to what was written)."""
     project_id = await auth.project_id(request)
     name = request.path_params["name"]
+    defaults = request.query_params.get("defaults", "true")
+    if defaults not in ("true", "false"):
+        problems = [Problem(path="defaults", message="true or false")]
+        raise ApiError(422, "invalid query", problems=problems)
     async with request.state.pool.connection() as conn:
         flow = await store.get(conn, project_id, name)
         project = await _project_name(conn, project_id)
         if flow is None:
             raise ApiError(404, f"no flow {name!r}")
-        triggers = parse_flow(flow.definition).triggers
+        parsed = parse_flow(flow.definition)
+        triggers = parsed.triggers
         scheduled = await firing.of_flow(
             conn,
             flow.id,
@@ -158,6 +164,15 @@ async def show_flow(request: Request) -> JSONResponse:
         schemas.Flow.model_validate(
             {
                 **dataclasses.asdict(flow),
+                **(
+                    {}
+                    if defaults == "true"
+                    else {
+                        "definition": parsed.model_dump(
+                            mode="json", by_alias=True, exclude_defaults=True
+                        )
+                    }
+                ),
                 "webhook_url": _webhook_url(request, flow.id),
                 "stable_webhook_url": _stable_url(request, project, flow.name),
                 "schedules": views,

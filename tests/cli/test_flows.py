@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from pathlib import Path
@@ -95,6 +96,15 @@ def test_list_show_disable_enable_delete(project_key: str, sluice: Sluice, tmp_p
     as_json = json.loads(sluice("flow", "show", "hello", "--json").out)
     assert as_json["version"] == 1
     assert yaml.safe_load(shown.out) == as_json["definition"]
+    # What was written, less what holds its default (`status: 200` of the reply step).
+    written = copy.deepcopy(HELLO)
+    del written["steps"][1]["status"]
+    assert yaml.safe_load(shown.out) == written
+    full = sluice("flow", "show", "hello", "--full")
+    assert "continue_on_error: false" in full.out
+    assert "continue_on_error" not in shown.out
+    (tmp_path / "full.yaml").write_text(full.out)
+    assert "unchanged" in sluice("flow", "deploy", str(tmp_path / "full.yaml")).out
     (tmp_path / "shown.yaml").write_text(shown.out)
     redeployed = sluice("flow", "deploy", str(tmp_path / "shown.yaml"))
     assert redeployed.out.splitlines()[1].split()[:3] == ["hello", "1", "unchanged"]

@@ -301,6 +301,8 @@ async def _drive_flows(api: Caller) -> None:
     assert await api.call("put", flow, hello, content=TOO_LARGE) == 413
     assert await api.call("get", "/api/v1/flows") == 200
     assert await api.call("get", flow, hello) == 200
+    assert await api.call("get", flow, hello, params={"defaults": "false"}) == 200
+    assert await api.call("get", flow, hello, params={"defaults": "maybe"}) == 422
     ticking = {
         **{k: v for k, v in HELLO.items() if k != "name"},
         "trigger": [{"type": "webhook"}, {"type": "schedule", "cron": "0 9 * * 1-5"}],
