@@ -28,7 +28,14 @@ CLOSED_PIPE = 141
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command == "completion":
+            # The script is generated from the parser itself (shtab), so it cannot drift.
+            import shtab
+
+            sys.stdout.write(shtab.complete(parser, shell=args.shell))
+            return 0
         if args.command in ("serve", "migrate", "secrets"):
             # Imported here: the server's modules (alembic, psycopg, pydantic) take longer
             # to load than a client command takes to run.

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+import shtab
+
 from app.cli import schedules
 from app.cli.client import ApiError, Client, JsonObject, Reply, api_error
 from app.cli.output import (
@@ -30,9 +32,10 @@ def add_commands(
     deploy_ = actions.add_parser(
         "deploy", parents=[options], help="deploy flow definitions (JSON or YAML files)"
     )
-    deploy_.add_argument(
+    files = deploy_.add_argument(
         "files", nargs="+", metavar="FILE", help="a .json, .yaml or .yml file; - reads stdin"
     )
+    files.complete = shtab.FILE  # type: ignore[attr-defined]  # read by `sluice completion`
     deploy_.set_defaults(handler=deploy)
 
     actions.add_parser("list", parents=[options], help="the project's flows").set_defaults(

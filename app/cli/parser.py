@@ -10,6 +10,7 @@ import importlib.metadata
 from app.cli import admin, browse, flows, runs, schedules, secrets
 
 ROLES = ("app", "worker", "worker_and_app")
+SHELLS = ("bash", "zsh")
 DEFAULT_URL = "http://127.0.0.1:8000"
 KEYS = {
     # The key a command sends: its environment variable and its option.
@@ -50,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate", help="re-encrypt every secret under the newest key of SLUICE_SECRETS_KEY"
     )
     key_actions.add_parser("generate-key", help="print a new key for SLUICE_SECRETS_KEY")
+
+    completion = commands.add_parser(
+        "completion",
+        help='print the shell completion script (bash: add `eval "$(sluice completion bash)"`'
+        " to ~/.bashrc; zsh: see the README)",
+    )
+    completion.add_argument("shell", choices=SHELLS)
 
     project_options, admin_options = _client_options(admin=False), _client_options(admin=True)
     flows.add_commands(commands, project_options)
