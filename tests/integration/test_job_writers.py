@@ -23,6 +23,7 @@ _SQL_FILES = (
     "jobs",
     "locks",
     "projects",
+    "replay",
     "run_views",
     "runs",
     "schedules",

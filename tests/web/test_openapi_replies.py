@@ -253,6 +253,9 @@ async def _drive_slow_bodies(api: Caller, ids: dict[str, str], waiting: dict[str
         ("post", "/resume/{run_id}/{token}", waiting, None),
         ("post", "/resume/{run_id}/{token}/sync", waiting, None),
         ("post", KEY_RESUME, {"run_id": waiting["run_id"], "step_id": "answer"}, None),
+        ("post", "/api/v1/runs/{run_id}/retry", {"run_id": NOWHERE}, None),
+        ("post", "/api/v1/runs/{run_id}/replay", {"run_id": NOWHERE}, None),
+        ("post", "/api/v1/runs/retry", {}, None),
     ]
     url = httpx.URL(str(api.client.base_url))
     project_key = api.client.headers["authorization"]
@@ -405,5 +408,24 @@ async def _drive_runs(api: Caller, ids: dict[str, str]) -> None:
     assert await api.call("post", run + "/cancel", live) == 409
     assert await api.call("post", run + "/retry", live) == 202
     assert await api.call("post", run + "/retry", live) == 409
+    await _drive_replays(api, ids, live)
     for method, path in [("get", run), ("post", run + "/cancel"), ("post", run + "/retry")]:
         assert await api.call(method, path, {"run_id": NOWHERE}) == 404
+
+
+async def _drive_replays(api: Caller, ids: dict[str, str], live: dict[str, str]) -> None:
+    """Retry with a body, replay, and bulk retry: bad bodies, unknown steps and flows."""
+    runs, run = "/api/v1/runs", "/api/v1/runs/{run_id}"
+    failed = await api.send("post", "/webhooks/{flow_id}/sync", {"flow_id": ids["fails"]})
+    at = {"run_id": failed.headers["x-sluice-run-id"]}
+    for path in (run + "/retry", run + "/replay", runs + "/retry"):
+        assert await api.call("post", path, at, json={"version": "newest"}) == 422
+        assert await api.call("post", path, at, content=b"{", headers=JSON_TYPE) == 400
+        assert await api.call("post", path, at, content=TOO_LARGE) == 413
+    assert await api.call("post", run + "/retry", at, json={"from_step": "nosuch"}) == 422
+    assert await api.call("post", run + "/replay", at, json={"data": {"zero": 1}}) == 202
+    assert await api.call("post", run + "/replay", live) == 409
+    assert await api.call("post", run + "/replay", {"run_id": NOWHERE}) == 404
+    assert await api.call("post", runs + "/retry", json={"flow": "fails", "dry_run": True}) == 200
+    assert await api.call("post", runs + "/retry", json={"flow": "nosuch"}) == 422
+    assert await api.call("post", runs + "/retry", json={"flow": "fails"}) == 202
