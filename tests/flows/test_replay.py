@@ -98,10 +98,15 @@ async def test_a_replay_starts_a_new_run_with_the_same_or_an_edited_body(stack: 
         f"/api/v1/runs/{original}/replay", json={"data": {"who": "bob"}}
     )
     same = await stack.client.post(f"/api/v1/runs/{original}/replay")
+    not_json = await stack.client.post(f"/api/v1/runs/{original}/replay", content=b"nope")
+    bad_word = await stack.client.post(f"/api/v1/runs/{original}/replay", json={"version": "v2"})
 
     assert edited.status_code == 202, edited.text
     assert same.status_code == 202, same.text
     assert edited.json()["replay_of"] == original
+    assert (not_json.status_code, bad_word.status_code) == (400, 422)
+    assert "error" in not_json.json()
+    assert bad_word.json()["problems"][0]["path"] == "version"
     assert edited.headers["x-sluice-run-id"] == edited.json()["id"] != original
     first = await stack.wait_for_status(edited.json()["id"])
     second = await stack.wait_for_status(same.json()["id"])
