@@ -144,10 +144,12 @@ async def requeue(
 @dataclass(frozen=True)
 class Replayed:
     """A replay's outcome: the new run's id, or (None) the original's status when it has
-    not ended (`status` None too: no such run of the project)."""
+    not ended (`status` None too: no such run of the project, unless `at_cap`: the project
+    has `max_live_runs` live runs)."""
 
     run_id: UUID | None
     status: RunStatus | None = None
+    at_cap: bool = False
 
 
 _NO_BODY = object()
@@ -164,7 +166,8 @@ async def replay(
     now: datetime | None = None,
 ) -> Replayed:
     """Start a new run of a finished run's flow with its trigger (its body replaced by
-    `body` when given), on `version`, linked to it by ``replay_of``."""
+    `body` when given), on `version`, linked to it by ``replay_of`` — unless the project
+    has `budget.max_live_runs` live runs."""
     cur = await conn.execute(
         _SQL["replay_source"],
         {"run_id": run_id, "project_id": project_id, "latest": version is Version.LATEST},
@@ -179,7 +182,7 @@ async def replay(
         trigger = {key: value for key, value in trigger.items() if key != "raw_body"}
         trigger["body"] = body
     new_id = uuid.uuid4()
-    await conn.execute(
+    cur = await conn.execute(
         _SQL["insert_replay"],
         {
             "run_id": new_id,
@@ -192,9 +195,12 @@ async def replay(
             "timeout_seconds": budget.timeout_seconds,
             "max_attempts": budget.max_attempts,
             "replay_of": run_id,
+            "max_live": budget.max_live_runs,
             "now": now,
         },
     )
+    if await cur.fetchone() is None:
+        return Replayed(None, RunStatus(status), at_cap=True)
     return Replayed(new_id)
 
 

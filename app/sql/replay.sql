@@ -64,7 +64,8 @@ LEFT JOIN sluice_live_flows live ON live.flow_id = r.flow_id AND %(latest)s
 WHERE r.id = %(run_id)s AND r.project_id = %(project_id)s;
 
 -- name: insert_replay
--- A new QUEUED run replaying replay_of (the flow_runs_created trigger enqueues its job).
+-- A new QUEUED run replaying replay_of (the flow_runs_created trigger enqueues its job),
+-- unless the project has max_live live runs (no row then).
 INSERT INTO flow_runs (
     id, project_id, flow_id, flow_version_id, version, trigger, resume_secret, deadline_at,
     job_max_attempts, created_at, replay_of
@@ -73,6 +74,12 @@ SELECT %(run_id)s, %(project_id)s, %(flow_id)s, %(version_id)s, %(version)s, %(t
        %(resume_secret)s, clock.now + make_interval(secs => %(timeout_seconds)s),
        %(max_attempts)s, clock.now, %(replay_of)s
 FROM (SELECT coalesce(%(now)s::timestamptz, now()) AS now) AS clock
+WHERE (SELECT count(*) FROM (
+          SELECT FROM flow_runs live
+          WHERE live.project_id = %(project_id)s
+            AND live.status IN ('QUEUED', 'RUNNING', 'PAUSED')
+          LIMIT %(max_live)s
+      ) AS counted) < %(max_live)s
 RETURNING id;
 
 -- name: flow_named

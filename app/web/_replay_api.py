@@ -38,6 +38,10 @@ REPLAY = (
         {
             "202": json_reply("The new run, committed: it will run.", RunSummary),
             "409": error_reply("The run has not ended yet."),
+            "429": error_reply(
+                "The project has SLUICE_MAX_LIVE_RUNS live runs: nothing was started; retry "
+                "once some have ended."
+            ),
             **READ_BODY,
             "422": _BAD_BODY,
             **NOT_FOUND,

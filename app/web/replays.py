@@ -128,6 +128,12 @@ async def replay_run(request: Request) -> JSONResponse:
         done = await replays.replay(
             conn, project_id, run_id, budget, version=asked.version, **extra
         )
+    if done.at_cap:
+        raise ApiError(
+            429,
+            f"the project has {budget.max_live_runs} live runs (SLUICE_MAX_LIVE_RUNS); "
+            "retry once some have ended",
+        )
     if done.run_id is None:
         if done.status is None:
             raise ApiError(404, f"no run {run_id}")

@@ -205,10 +205,14 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
     ) as stack:
         api = Caller(doc, stack.client, driven)
         capped = {"capped": (await stack.deploy(responding("capped", 200, {})))["id"]}
+        ended = await api.send("post", "/webhooks/{flow_id}", {"flow_id": capped["capped"]})
+        ended_at = {"run_id": ended.json()["run_id"]}
+        assert await api.call("post", "/api/v1/runs/{run_id}/cancel", ended_at) == 200
         for base, at in hooks(capped, "capped"):
             for path in (base, base + "/sync"):
                 assert await api.call("post", base, at("capped")) in (202, 429)
                 assert await api.call("post", path, at("capped")) == 429
+        assert await api.call("post", "/api/v1/runs/{run_id}/replay", ended_at) == 429
 
     assert driven & NOT_DRIVEN == set()
     assert sorted(documented_replies(doc) - NOT_DRIVEN - driven) == []
