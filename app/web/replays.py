@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 from starlette.requests import Request
@@ -47,14 +47,19 @@ class ReplayRequest(_Strict):
     version: Version = Version.PINNED
 
 
+MAX_AGO_SECONDS = 100 * 365 * 86400.0
+Ago = Annotated[float, pydantic.Field(ge=0, le=MAX_AGO_SECONDS, allow_inf_nan=False)]
+"""Seconds before now (a century at most)."""
+
+
 class BulkRetryRequest(_Strict):
     """Which runs to retry: of `flow` (any), in `status`, created in [since, until) — each an
     ISO time or a number of seconds ago; `dry_run` only counts them."""
 
     flow: str | None = pydantic.Field(default=None, min_length=1, max_length=200)
     status: Literal[RETRYABLE] = "FAILED"  # type: ignore[valid-type]
-    since: datetime | float | None = None
-    until: datetime | float | None = None
+    since: datetime | Ago | None = None
+    until: datetime | Ago | None = None
     dry_run: bool = False
     version: Version = Version.PINNED
 

@@ -432,4 +432,6 @@ async def _drive_replays(api: Caller, ids: dict[str, str], live: dict[str, str])
     assert await api.call("post", run + "/replay", {"run_id": NOWHERE}) == 404
     assert await api.call("post", runs + "/retry", json={"flow": "fails", "dry_run": True}) == 200
     assert await api.call("post", runs + "/retry", json={"flow": "nosuch"}) == 422
+    assert await api.call("post", runs + "/retry", json={"since": -4e16}) == 422
+    assert await api.call("post", runs + "/retry", json={"until": 1e300}) == 422
     assert await api.call("post", runs + "/retry", json={"flow": "fails"}) == 202
