@@ -199,6 +199,24 @@ CREATE FUNCTION public.sluice_record_steps(p_run uuid, p_steps jsonb) RETURNS in
     SELECT count(*)::integer FROM written
 $$;
 
+CREATE FUNCTION public.sluice_run_attempt() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.status = 'RUNNING' AND NOT EXISTS (
+        SELECT FROM run_attempts WHERE run_id = NEW.id AND finished_at IS NULL
+    ) THEN
+        INSERT INTO run_attempts (run_id, attempt, started_at)
+        SELECT NEW.id, coalesce(max(attempt), 0) + 1, now()
+        FROM run_attempts WHERE run_id = NEW.id;
+    ELSIF sluice_run_is_final(NEW.status) THEN
+        UPDATE run_attempts SET finished_at = greatest(NEW.finished_at, started_at)
+        WHERE run_id = NEW.id AND finished_at IS NULL;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 CREATE FUNCTION public.sluice_run_created() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -329,6 +347,8 @@ CREATE TABLE public.flow_runs (
     job_max_attempts integer DEFAULT 5 NOT NULL,
     depth integer DEFAULT 0 NOT NULL,
     traceparent text,
+    replay_of uuid,
+    retry_batch uuid,
     CONSTRAINT flow_runs_depth_check CHECK ((depth >= 0)),
     CONSTRAINT flow_runs_final_has_finish CHECK ((public.sluice_run_is_final(status) = (finished_at IS NOT NULL))),
     CONSTRAINT flow_runs_job_max_attempts_check CHECK ((job_max_attempts >= 1)),
@@ -391,6 +411,14 @@ ALTER TABLE public.projects ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+CREATE TABLE public.run_attempts (
+    run_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT run_attempts_attempt_check CHECK ((attempt >= 1))
 );
 
 CREATE TABLE public.run_keys (
@@ -550,6 +578,9 @@ ALTER TABLE ONLY public.projects
 ALTER TABLE ONLY public.projects
     ADD CONSTRAINT projects_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.run_attempts
+    ADD CONSTRAINT run_attempts_pkey PRIMARY KEY (run_id, attempt);
+
 ALTER TABLE ONLY public.run_keys
     ADD CONSTRAINT run_keys_pkey PRIMARY KEY (flow_id, key);
 
@@ -589,6 +620,8 @@ CREATE INDEX flow_runs_live_by_project ON public.flow_runs USING btree (project_
 
 CREATE INDEX flow_runs_pause_expiry ON public.flow_runs USING btree (pause_expires_at) WHERE (status = 'PAUSED'::text);
 
+CREATE INDEX flow_runs_replay_of ON public.flow_runs USING btree (replay_of) WHERE (replay_of IS NOT NULL);
+
 CREATE UNIQUE INDEX flows_live_name ON public.flows USING btree (project_id, name) WHERE (deleted_at IS NULL);
 
 CREATE INDEX jobs_claim_order ON public.jobs USING btree (priority, run_at, id) WHERE (state = 'queued'::public.job_state);
@@ -613,6 +646,8 @@ CREATE INDEX workers_last_seen ON public.workers USING btree (last_seen);
 
 CREATE TRIGGER dead_jobs_fail_run AFTER INSERT ON public.dead_jobs FOR EACH ROW EXECUTE FUNCTION public.sluice_run_job_died();
 
+CREATE TRIGGER flow_runs_attempts AFTER UPDATE OF status ON public.flow_runs FOR EACH ROW WHEN ((old.status IS DISTINCT FROM new.status)) EXECUTE FUNCTION public.sluice_run_attempt();
+
 CREATE TRIGGER flow_runs_created AFTER INSERT ON public.flow_runs FOR EACH ROW EXECUTE FUNCTION public.sluice_run_created();
 
 CREATE TRIGGER flow_runs_finished AFTER UPDATE OF status ON public.flow_runs FOR EACH ROW WHEN ((public.sluice_run_is_final(new.status) AND (NOT public.sluice_run_is_final(old.status)))) EXECUTE FUNCTION public.sluice_run_finished();
@@ -635,6 +670,9 @@ ALTER TABLE ONLY public.flow_runs
 ALTER TABLE ONLY public.flow_runs
     ADD CONSTRAINT flow_runs_project_id_fkey FOREIGN KEY (project_id) REFERENCES public.projects(id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY public.flow_runs
+    ADD CONSTRAINT flow_runs_replay_of_fkey FOREIGN KEY (replay_of) REFERENCES public.flow_runs(id) ON DELETE SET NULL;
+
 ALTER TABLE ONLY public.flow_versions
     ADD CONSTRAINT flow_versions_flow_id_fkey FOREIGN KEY (flow_id) REFERENCES public.flows(id) ON DELETE CASCADE;
 
@@ -643,6 +681,9 @@ ALTER TABLE ONLY public.flows
 
 ALTER TABLE ONLY public.jobs
     ADD CONSTRAINT jobs_project_id_fkey FOREIGN KEY (project_id) REFERENCES public.projects(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.run_attempts
+    ADD CONSTRAINT run_attempts_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.flow_runs(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.run_keys
     ADD CONSTRAINT run_keys_flow_id_fkey FOREIGN KEY (flow_id) REFERENCES public.flows(id) ON DELETE CASCADE;

@@ -21,8 +21,10 @@ from psycopg import conninfo
 
 from app import db, sampling
 from app.flows.model import EXECUTE_RUN
+from app.flows.replays import RETRY_RUNS
 from app.jobs import Job
 from app.settings import SandboxSetting, Settings
+from worker.bulk_retry import BulkRetrier
 from worker.cache_requirements import RequirementsInstaller
 from worker.code import CodeError, CodeRunner, limits_from
 from worker.executor import Handler, PermanentJobError, RetryableJobError
@@ -105,6 +107,7 @@ async def default_handlers(
         if services is not None:
             performers = Performers(code, http, templates)
             handlers[EXECUTE_RUN] = FlowEngine(settings, services, performers)
+            handlers[RETRY_RUNS] = BulkRetrier(settings, services)
         with sampling.watch_sandboxes(sandboxes.census):
             yield handlers
 

@@ -225,8 +225,15 @@ class Client:
     def cancel_run(self, run_id: str) -> JsonObject:
         return self._json("POST", f"/api/v1/runs/{_segment(run_id)}/cancel")
 
-    def retry_run(self, run_id: str) -> JsonObject:
-        return self._json("POST", f"/api/v1/runs/{_segment(run_id)}/retry")
+    def retry_run(self, run_id: str, body: JsonObject | None = None) -> JsonObject:
+        return self._json("POST", f"/api/v1/runs/{_segment(run_id)}/retry", json=body)
+
+    def replay_run(self, run_id: str, body: JsonObject) -> JsonObject:
+        return self._json("POST", f"/api/v1/runs/{_segment(run_id)}/replay", json=body)
+
+    def bulk_retry(self, body: JsonObject) -> JsonObject:
+        """Retry every run the filter matches: `{"count", "batch_id", "dry_run"}`."""
+        return self._json("POST", "/api/v1/runs/retry", json=body)
 
     def resume_step(self, run_id: str, step: str, body: Any) -> JsonObject:
         """Resume a run's waiting step: `body` is a decision or the step's output."""

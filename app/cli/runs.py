@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from datetime import tzinfo
 from typing import Any
 
-from app.cli import waits
+from app.cli import replay, waits
 from app.cli.client import ApiError, Client, JsonObject, Unreachable
 from app.cli.output import (
     Console,
@@ -64,13 +64,13 @@ def add_commands(
     for name, handler, summary in (
         ("show", show, "one run: its steps, output, errors and logs"),
         ("cancel", cancel, "cancel a run that has not finished"),
-        ("retry", retry, "run a failed run again"),
     ):
         action = actions.add_parser(name, parents=[options], help=summary)
         action.add_argument("run_id", metavar="ID")
         action.set_defaults(handler=handler)
 
     waits.add_resume(actions, options)
+    replay.add_commands(actions, options)
 
     tail_ = actions.add_parser(
         "tail", parents=[options, filters], help="follow new runs and their status changes"
@@ -157,6 +157,12 @@ def run_view(run: JsonObject, *, terminal: bool, tz: tzinfo | None = None) -> st
     ]
     if run.get("parent_run_id"):
         summary.append(("parent", run["parent_run_id"]))
+    if run.get("replay_of"):
+        summary.append(("replay of", run["replay_of"]))
+    if run.get("active_seconds") is not None:
+        spans = [duration(a.get("duration_seconds")) for a in run.get("attempts") or []]
+        attempts = f" in {len(spans)} attempts: {', '.join(spans)}" if len(spans) > 1 else ""
+        summary.append(("active", duration(run["active_seconds"]) + attempts))
     if run.get("error"):
         summary.append(("error", run["error"]))
     trigger = run.get("trigger") or {}
@@ -218,10 +224,6 @@ def _indent(text: str) -> str:
 
 def cancel(args: argparse.Namespace, client: Client, console: Console) -> int:
     return _print_run(client.cancel_run(args.run_id), console)
-
-
-def retry(args: argparse.Namespace, client: Client, console: Console) -> int:
-    return _print_run(client.retry_run(args.run_id), console)
 
 
 def _print_run(run: JsonObject, console: Console) -> int:

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from app import queries
 from app.flows.model import RunStatus, StepStatus
@@ -70,6 +70,22 @@ class RunSummary(_Timed):
     finished_at: Timestamp | None
     duration_seconds: float | None
     error: str | None
+    replay_of: UUID | None = None
+    """The run this one replays (`POST /api/v1/runs/{id}/replay`)."""
+    active_seconds: float | None = None
+    """The sum of its attempts' spans (`RunAttempt`), not created → finished: a run
+    retried a day after it failed reports the time it ran."""
+
+
+class RunAttempt(_Timed):
+    """One attempt of a run: from the execution that first turns it RUNNING (after its
+    creation or a retry) to its end; a pause inside it belongs to it. Kept in `run_attempts`
+    by a trigger on the run's status (migration 0013), so every way a run ends closes it."""
+
+    attempt: int
+    started_at: Timestamp
+    finished_at: Timestamp | None
+    duration_seconds: float | None
 
 
 class StepRun(_Timed):
@@ -115,6 +131,7 @@ class Run(RunSummary):
     response: RunResponse | None
     steps: list[StepRun]
     children: list[RunSummary]
+    attempts: list[RunAttempt] = Field(default_factory=list)
 
 
 async def list_runs(
@@ -164,7 +181,9 @@ async def get_run(conn: AsyncConnection[Any], project_id: int, run_id: UUID) -> 
         steps = await cur.fetchall()
         await cur.execute(_SQL["get_children"], {"run_id": run_id})
         children = await cur.fetchall()
-    return Run.model_validate({**row, "steps": steps, "children": children})
+        await cur.execute(_SQL["get_run_attempts"], {"run_id": run_id})
+        attempts = await cur.fetchall()
+    return Run.model_validate({**row, "steps": steps, "children": children, "attempts": attempts})
 
 
 async def get_summary(

@@ -19,7 +19,9 @@ LIMIT %(limit)s;
 -- One run of the project with what it was given and what it produced.
 SELECT r.id, f.name AS flow, r.flow_id, r.version, r.status, r.parent_run_id,
        r.created_at, r.started_at, r.finished_at, r.error,
-       r.trigger, r.output, r.response
+       r.trigger, r.output, r.response, r.replay_of,
+       (SELECT extract(epoch FROM sum(coalesce(a.finished_at, now()) - a.started_at))::float8
+        FROM run_attempts a WHERE a.run_id = r.id) AS active_seconds
 FROM flow_runs r
 JOIN flows f ON f.id = r.flow_id
 WHERE r.id = %(run_id)s AND r.project_id = %(project_id)s;
@@ -31,6 +33,11 @@ SELECT key, step_id, type, status, attempts, started_at, finished_at, output, er
 FROM step_runs
 WHERE run_id = %(run_id)s
 ORDER BY id;
+
+-- name: get_run_attempts
+-- A run's attempts, in order (kept by the flow_runs_attempts trigger, migration 0013).
+SELECT attempt, started_at, finished_at FROM run_attempts
+WHERE run_id = %(run_id)s ORDER BY attempt;
 
 -- name: get_children
 -- The runs a run started (call_flow).

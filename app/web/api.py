@@ -34,6 +34,7 @@ from app.web import (
 )
 from app.web import metrics as web_metrics
 from app.web._projects_api import ACROSS_PROJECTS, ADMINISTRATION, OWN_PROJECT
+from app.web._replay_api import REPLAY
 from app.web._resumes import (
     APPROVAL_PAGE_REPLIES,
     KEY_RESUME_BODY,
@@ -214,15 +215,6 @@ _RUNS = (
         KEY_RESUME_REPLIES,
         body=KEY_RESUME_BODY,
     ),
-    Operation(
-        "POST /api/v1/runs/{run_id}/retry",
-        runs.retry_run,
-        {
-            "202": json_reply("The run, queued again.", RunSummary),
-            "409": error_reply("The run has not ended, or it succeeded."),
-            **RUN_NOT_FOUND,
-        },
-    ),
 )
 _WEBHOOKS = (
     *(
@@ -298,6 +290,7 @@ SECTIONS = (
     Section("flows", PROJECT_KEY, _database(_SCHEDULES)),
     Section("secrets", PROJECT_KEY, _database(SECRETS)),
     Section("runs", PROJECT_KEY, _database(_RUNS)),
+    Section("runs", PROJECT_KEY, _database(REPLAY)),
     Section("webhooks", None, _database(_WEBHOOKS)),
 )
 

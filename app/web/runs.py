@@ -122,13 +122,3 @@ async def cancel_run(request: Request) -> JSONResponse:
         ended = await _summary(request, project_id, run_id)
         raise ApiError(409, f"run {run_id} has already ended ({ended.status})")
     return reply(await _summary(request, project_id, run_id))
-
-
-async def retry_run(request: Request) -> JSONResponse:
-    """Queue a run that ended unsuccessfully again, from its first unfinished step."""
-    project_id = await auth.project_id(request)
-    run_id = await path_run(request, project_id)
-    if not await retry(request.state, project_id, run_id):
-        kept = await _summary(request, project_id, run_id)
-        raise ApiError(409, f"run {run_id} is {kept.status}; only a run that failed can be retried")
-    return reply(await _summary(request, project_id, run_id), 202)

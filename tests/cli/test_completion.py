@@ -60,6 +60,7 @@ def test_bash_completes_commands_actions_and_files(sluice: Sluice, tmp_path: Pat
     assert _bash(script, "runs ", tmp_path) == [
         "cancel",
         "list",
+        "replay",
         "resume",
         "retry",
         "show",

@@ -23,6 +23,7 @@ _SQL_FILES = (
     "jobs",
     "locks",
     "projects",
+    "replay",
     "run_ids",
     "run_views",
     "runs",

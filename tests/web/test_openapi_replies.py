@@ -209,10 +209,14 @@ async def test_every_documented_reply_is_a_real_reply_of_its_route(
     ) as stack:
         api = Caller(doc, stack.client, driven)
         capped = {"capped": (await stack.deploy(responding("capped", 200, {})))["id"]}
+        ended = await api.send("post", "/webhooks/{flow_id}", {"flow_id": capped["capped"]})
+        ended_at = {"run_id": ended.json()["run_id"]}
+        assert await api.call("post", "/api/v1/runs/{run_id}/cancel", ended_at) == 200
         for base, at in hooks(capped, "capped"):
             for path in (base, base + "/sync"):
                 assert await api.call("post", base, at("capped")) in (202, 429)
                 assert await api.call("post", path, at("capped")) == 429
+        assert await api.call("post", "/api/v1/runs/{run_id}/replay", ended_at) == 429
 
     assert driven & NOT_DRIVEN == set()
     assert sorted(documented_replies(doc) - NOT_DRIVEN - driven) == []
@@ -267,6 +271,9 @@ async def _drive_slow_bodies(api: Caller, ids: dict[str, str], waiting: dict[str
         ("post", "/resume/{run_id}/{token}", waiting, None),
         ("post", "/resume/{run_id}/{token}/sync", waiting, None),
         ("post", KEY_RESUME, {"run_id": waiting["run_id"], "step_id": "answer"}, None),
+        ("post", "/api/v1/runs/{run_id}/retry", {"run_id": NOWHERE}, None),
+        ("post", "/api/v1/runs/{run_id}/replay", {"run_id": NOWHERE}, None),
+        ("post", "/api/v1/runs/retry", {}, None),
     ]
     url = httpx.URL(str(api.client.base_url))
     project_key = api.client.headers["authorization"]
@@ -421,11 +428,37 @@ async def _drive_runs(api: Caller, ids: dict[str, str], database_url: str) -> No
     assert await api.call("post", run + "/cancel", live) == 409
     assert await api.call("post", run + "/retry", live) == 202
     assert await api.call("post", run + "/retry", live) == 409
+    await _drive_replays(api, ids, live)
     for method, path in [("get", run), ("post", run + "/cancel"), ("post", run + "/retry")]:
         assert await api.call(method, path, {"run_id": NOWHERE}) == 404
     # A short id that two runs' ids start with.
     twin_runs(database_url, live["run_id"], "abcdef")
-    for method, path in [("get", run), ("post", run + "/cancel"), ("post", run + "/retry")]:
+    for method, path in [
+        ("get", run),
+        ("post", run + "/cancel"),
+        ("post", run + "/retry"),
+        ("post", run + "/replay"),
+    ]:
         assert await api.call(method, path, {"run_id": "abcdef"}) == 422
     short = {"run_id": "abcdef", "step_id": "answer"}
     assert await api.call("post", KEY_RESUME, short, json={}) == 422
+
+
+async def _drive_replays(api: Caller, ids: dict[str, str], live: dict[str, str]) -> None:
+    """Retry with a body, replay, and bulk retry: bad bodies, unknown steps and flows."""
+    runs, run = "/api/v1/runs", "/api/v1/runs/{run_id}"
+    failed = await api.send("post", "/webhooks/{flow_id}/sync", {"flow_id": ids["fails"]})
+    at = {"run_id": failed.headers["x-sluice-run-id"]}
+    for path in (run + "/retry", run + "/replay", runs + "/retry"):
+        assert await api.call("post", path, at, json={"version": "newest"}) == 422
+        assert await api.call("post", path, at, content=b"{", headers=JSON_TYPE) == 400
+        assert await api.call("post", path, at, content=TOO_LARGE) == 413
+    assert await api.call("post", run + "/retry", at, json={"from_step": "nosuch"}) == 422
+    assert await api.call("post", run + "/replay", at, json={"data": {"zero": 1}}) == 202
+    assert await api.call("post", run + "/replay", live) == 409
+    assert await api.call("post", run + "/replay", {"run_id": NOWHERE}) == 404
+    assert await api.call("post", runs + "/retry", json={"flow": "fails", "dry_run": True}) == 200
+    assert await api.call("post", runs + "/retry", json={"flow": "nosuch"}) == 422
+    assert await api.call("post", runs + "/retry", json={"since": -4e16}) == 422
+    assert await api.call("post", runs + "/retry", json={"until": 1e300}) == 422
+    assert await api.call("post", runs + "/retry", json={"flow": "fails"}) == 202
