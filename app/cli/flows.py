@@ -8,7 +8,7 @@ from typing import Any
 
 import shtab
 
-from app.cli import schedules
+from app.cli import schedules, versions
 from app.cli.client import ApiError, Client, JsonObject, Reply, api_error
 from app.cli.output import (
     Console,
@@ -26,8 +26,11 @@ def add_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     options: argparse.ArgumentParser,
 ) -> None:
-    flow = commands.add_parser("flow", help="deploy, list, show, enable, disable, delete flows")
+    flow = commands.add_parser(
+        "flow", help="deploy, list, show, enable, disable, delete flows; versions, rollback"
+    )
     actions = flow.add_subparsers(dest="action", required=True, metavar="ACTION")
+    versions.add_actions(actions, options)
 
     deploy_ = actions.add_parser(
         "deploy", parents=[options], help="deploy flow definitions (JSON or YAML files)"

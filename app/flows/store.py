@@ -2,7 +2,8 @@
 
 Invariant: versions of a flow are numbered 1, 2, … without gaps or duplicates, also when
 deploys race: the flow row is locked while the next number is taken. Deploying a definition
-identical to the latest version adds nothing.
+identical to the live version (the newest, unless a rollback chose another) adds nothing;
+any other deploy adds a version and makes it live.
 """
 
 from __future__ import annotations
@@ -59,18 +60,23 @@ async def live_names(conn: AsyncConnection[Any], project_id: int, names: Iterabl
 
 
 async def deploy(
-    conn: AsyncConnection[Any], project_id: int, definition: FlowDefinition
+    conn: AsyncConnection[Any],
+    project_id: int,
+    definition: FlowDefinition,
+    created_by: str | None = None,
 ) -> Deployed:
+    """Add a version (made live) unless the definition equals the live version's;
+    `created_by`: the deploying key's prefix."""
     digest = content_hash(definition)
     document = definition.model_dump(mode="json", by_alias=True)
     params = {"project_id": project_id, "name": definition.name}
     async with conn.transaction():
         flow_id = await _locked_flow(conn, params)
         cur = await conn.execute(_SQL["latest_version"], {"flow_id": flow_id})
-        latest = await cur.fetchone()
-        if latest is not None and latest[1] == digest:
-            return Deployed(flow_id, int(latest[0]), created=False)
-        version = 1 if latest is None else int(latest[0]) + 1
+        newest, live, live_hash = await cur.fetchone() or (None, None, None)
+        if live is not None and live_hash == digest:
+            return Deployed(flow_id, int(live), created=False)
+        version = 1 if newest is None else int(newest) + 1
         await conn.execute(
             _SQL["add_version"],
             {
@@ -78,6 +84,7 @@ async def deploy(
                 "version": version,
                 "definition": Jsonb(document),
                 "content_hash": digest,
+                "created_by": created_by,
             },
         )
     return Deployed(flow_id, version, created=True)

@@ -11,22 +11,32 @@ ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING
 RETURNING id;
 
 -- name: latest_version
--- The newest version of a flow.
-SELECT version, content_hash FROM flow_versions
-WHERE flow_id = %(flow_id)s ORDER BY version DESC LIMIT 1;
+-- A flow's newest version number, and its live version (what new runs start with: the
+-- newest unless a rollback chose another) with that version's hash; NULLs for a new flow.
+SELECT n.version AS newest, l.version AS live, l.content_hash
+FROM flows f
+CROSS JOIN LATERAL (SELECT max(version) AS version FROM flow_versions WHERE flow_id = f.id) n
+LEFT JOIN flow_versions l ON l.flow_id = f.id AND l.version = coalesce(f.live_version, n.version)
+WHERE f.id = %(flow_id)s;
 
 -- name: add_version
--- Record a new immutable version.
-INSERT INTO flow_versions (flow_id, version, definition, content_hash)
-VALUES (%(flow_id)s, %(version)s, %(definition)s, %(content_hash)s);
+-- Record a new immutable version, made live: a rollback's choice ends with the next deploy.
+WITH added AS (
+    INSERT INTO flow_versions (flow_id, version, definition, content_hash, created_by)
+    VALUES (%(flow_id)s, %(version)s, %(definition)s, %(content_hash)s, %(created_by)s)
+    RETURNING flow_id
+)
+UPDATE flows SET live_version = NULL
+FROM added WHERE flows.id = added.flow_id AND flows.live_version IS NOT NULL;
 
 -- name: get_flow
--- A live flow of the project with its latest version.
+-- A live flow of the project with its live version (the newest, unless rolled back).
 SELECT f.id, f.name, f.enabled, f.created_at, v.version, v.definition, v.created_at
 FROM flows f
 JOIN LATERAL (
     SELECT version, definition, created_at FROM flow_versions
-    WHERE flow_id = f.id ORDER BY version DESC LIMIT 1
+    WHERE flow_id = f.id AND (f.live_version IS NULL OR version = f.live_version)
+    ORDER BY version DESC LIMIT 1
 ) v ON true
 WHERE f.project_id = %(project_id)s AND f.name = %(name)s AND f.deleted_at IS NULL;
 
@@ -36,9 +46,10 @@ SELECT name FROM flows
 WHERE project_id = %(project_id)s AND name = ANY (%(names)s::text[]) AND deleted_at IS NULL;
 
 -- name: list_flows
--- The project's live flows with their latest version numbers, by name.
+-- The project's live flows with their live version numbers, by name.
 SELECT f.id, f.name, f.enabled, f.created_at,
-       (SELECT max(version) FROM flow_versions WHERE flow_id = f.id) AS version
+       coalesce(f.live_version, (SELECT max(version) FROM flow_versions WHERE flow_id = f.id))
+         AS version
 FROM flows f
 WHERE f.project_id = %(project_id)s AND f.deleted_at IS NULL
 ORDER BY f.name;

@@ -75,11 +75,9 @@ SELECT name FROM vars
 WHERE project_id = %(project_id)s AND name = ANY (%(names)s::text[]);
 
 -- name: flow_definitions
--- The latest definition of each live flow of the project (which flows use a secret).
-SELECT f.name, v.definition
-FROM flows f
-JOIN LATERAL (
-    SELECT definition FROM flow_versions WHERE flow_id = f.id ORDER BY version DESC LIMIT 1
-) v ON true
-WHERE f.project_id = %(project_id)s AND f.deleted_at IS NULL
-ORDER BY f.name;
+-- The live definition of each live flow of the project (which flows use a secret).
+SELECT l.name, v.definition
+FROM sluice_live_flows l
+JOIN flow_versions v ON v.id = l.version_id
+WHERE l.project_id = %(project_id)s
+ORDER BY l.name;

@@ -137,6 +137,7 @@ PATH_PARAMETERS = {
         Parameter("flow_id", "path", UUID, "The flow's id (in its `webhook_url`).", "FlowId"),
         Parameter("project", "path", str, "The project's name.", "ProjectName"),
         Parameter("flow", "path", FlowName, "The flow's name.", "FlowNameInUrl"),
+        Parameter("version", "path", int, "A version's number (1, 2, …).", "FlowVersionNumber"),
         Parameter(
             "run_id",
             "path",

@@ -56,6 +56,7 @@ from app.web._shared import (
     WEBHOOK_BODY,
     WEBHOOK_ERRORS,
 )
+from app.web._versions_api import VERSIONS
 from app.web.openapi import (
     ADMIN_KEY,
     PROJECT_KEY,
@@ -288,6 +289,7 @@ SECTIONS = (
     Section("flows", None, _FLOW_SCHEMA),
     Section("flows", PROJECT_KEY, _database(_FLOWS)),
     Section("flows", PROJECT_KEY, _database(_SCHEDULES)),
+    Section("flows", PROJECT_KEY, _database(VERSIONS)),
     Section("secrets", PROJECT_KEY, _database(SECRETS)),
     Section("runs", PROJECT_KEY, _database(_RUNS)),
     Section("runs", PROJECT_KEY, _database(REPLAY)),

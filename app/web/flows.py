@@ -62,7 +62,8 @@ def _view(
 
 
 async def deploy_flow(request: Request) -> JSONResponse:
-    """Add an immutable version (an identical definition adds nothing)."""
+    """Add an immutable version and make it live (a definition identical to the live
+    version adds nothing)."""
     project_id = await auth.project_id(request)
     name = request.path_params["name"]
     document = await json_body(request)
@@ -87,7 +88,8 @@ async def deploy_flow(request: Request) -> JSONResponse:
     async with request.state.pool.connection() as conn:
         if named.secrets or named.vars:
             await _check_named(conn, project_id, named)
-        deployed = await store.deploy(conn, project_id, definition)
+        by = projects.key_prefix(auth.bearer(request))
+        deployed = await store.deploy(conn, project_id, definition, created_by=by)
         live = await store.live_names(conn, project_id, (flow for _, flow in calls))
         project = await _project_name(conn, project_id)
     warnings = [

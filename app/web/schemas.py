@@ -252,6 +252,26 @@ class FlowList(View):
     flows: list[FlowSummary]
 
 
+class FlowVersion(View):
+    version: int
+    created_at: Timestamp
+    created_by: str | None = Field(description="The deploying API key's prefix.")
+    content_hash: str
+    live: bool = Field(description="Whether new runs start with this version.")
+
+
+class FlowVersionList(View):
+    versions: list[FlowVersion]
+    next_cursor: str | None = Field(description="Pass as `cursor` for older versions.")
+
+
+class FlowVersionDetail(FlowVersion):
+    definition: Annotated[
+        dict[str, Any],
+        WithJsonSchema({"allOf": [{"$ref": COMPONENT.format(model="FlowDefinition")}]}),
+    ]
+
+
 class FlowEnabled(TypedDict):
     name: str
     enabled: bool

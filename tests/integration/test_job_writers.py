@@ -31,6 +31,7 @@ _SQL_FILES = (
     "schema",
     "secrets",
     "signals",
+    "versions",
     "waits",
     "workers",
 )

@@ -46,6 +46,7 @@ ANY_PARAMETERS = {
     "token": "t",
     "step_id": "answer",
     "prefix": "abcdefghij",
+    "version": 1,
 }
 BROWSER = {"accept": "text/html"}
 # GitHub's documented test vector (docs.github.com, "Validating webhook deliveries").
@@ -262,6 +263,7 @@ async def _drive_slow_bodies(api: Caller, ids: dict[str, str], waiting: dict[str
         ("post", "/api/v1/projects/{project_id}/api-keys", {"project_id": 1}, ADMIN),
         ("patch", "/api/v1/projects/{project_id}", {"project_id": 1}, ADMIN),
         ("put", "/api/v1/flows/{name}", {"name": "slow"}, None),
+        ("post", "/api/v1/flows/{name}/rollback", {"name": "slow"}, None),
         ("put", "/api/v1/secrets/{name}", {"name": "SLOW"}, None),
         ("put", "/api/v1/vars/{name}", {"name": "SLOW"}, None),
         ("post", "/webhooks/{flow_id}", {"flow_id": ids["json"]}, None),
@@ -310,6 +312,17 @@ async def _drive_flows(api: Caller) -> None:
     assert await api.call("get", flow, hello) == 200
     assert await api.call("get", flow, hello, params={"defaults": "false"}) == 200
     assert await api.call("get", flow, hello, params={"defaults": "maybe"}) == 422
+    versions, rollback = flow + "/versions", flow + "/rollback"
+    assert await api.call("get", versions, hello) == 200
+    assert await api.call("get", versions, hello, params={"limit": 0}) == 422
+    assert await api.call("get", versions, nothing) == 404
+    assert await api.call("get", versions + "/{version}", {**hello, "version": 1}) == 200
+    assert await api.call("get", versions + "/{version}", {**hello, "version": 9}) == 404
+    assert await api.call("post", rollback, hello, json={"version": 1}) == 200
+    assert await api.call("post", rollback, hello, json={"version": 9}) == 404
+    assert await api.call("post", rollback, hello, json={"version": "1"}) == 422
+    assert await api.call("post", rollback, hello, content=b"{", headers=JSON_TYPE) == 400
+    assert await api.call("post", rollback, hello, content=TOO_LARGE) == 413
     ticking = {
         **{k: v for k, v in HELLO.items() if k != "name"},
         "trigger": [{"type": "webhook"}, {"type": "schedule", "cron": "0 9 * * 1-5"}],
