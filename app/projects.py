@@ -33,6 +33,8 @@ class Project:
     concurrency_limit: int | None
     allow_network: bool
     """Whether its code steps may ask for network (an administrator's choice)."""
+    on_failure_flow: str | None
+    """The flow a failed run of a flow without its own `on_failure` starts (None: none)."""
     created_at: datetime
 
 
@@ -127,14 +129,19 @@ async def update_project(
     *,
     concurrency_limit: int | None = _UNCHANGED,
     allow_network: bool | None = None,
+    on_failure_flow: str | None = _UNCHANGED,
 ) -> Project | None:
-    """Change what is given (a concurrency limit of None: unlimited); None if no such project."""
+    """Change what is given (a concurrency limit of None: unlimited; a failure handler of
+    None: none); None if no such project."""
     given = concurrency_limit is not _UNCHANGED
+    handler = on_failure_flow is not _UNCHANGED
     params = {
         "id": project_id,
         "set_limit": given,
         "concurrency_limit": concurrency_limit if given else None,
         "allow_network": allow_network,
+        "set_handler": handler,
+        "on_failure_flow": on_failure_flow if handler else None,
     }
     async with conn.cursor(row_factory=class_row(Project)) as cur:
         await cur.execute(_SQL["update_project"], params)

@@ -287,6 +287,67 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.sluice_start_failure_handler() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    handler text;
+    failed_flow text;
+    live record;
+    step record;
+BEGIN
+    IF NEW.parent_run_id IS NOT NULL OR NEW.handles_run IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT coalesce(v.definition ->> 'on_failure', p.on_failure_flow), f.name
+    INTO handler, failed_flow
+    FROM flow_versions v, projects p, flows f
+    WHERE v.id = NEW.flow_version_id AND p.id = NEW.project_id AND f.id = NEW.flow_id;
+    IF handler IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT l.flow_id, l.version_id, l.version INTO live
+    FROM sluice_live_flows l
+    WHERE l.project_id = NEW.project_id AND l.name = handler AND l.enabled;
+    IF NOT FOUND THEN
+        RAISE WARNING 'run % of flow % ended %: its failure handler % is not an enabled flow',
+            NEW.id, failed_flow, NEW.status, handler;
+        RETURN NULL;
+    END IF;
+    SELECT s.step_id, s.error INTO step
+    FROM step_runs s
+    WHERE s.run_id = NEW.id AND s.status = 'FAILED'
+    ORDER BY s.id DESC LIMIT 1;
+    INSERT INTO flow_runs (
+        project_id, flow_id, flow_version_id, version, trigger, resume_secret, deadline_at,
+        job_max_attempts, handles_run
+    ) VALUES (
+        NEW.project_id, live.flow_id, live.version_id, live.version,
+        jsonb_build_object(
+            'type', 'failure',
+            'body', jsonb_build_object(
+                'run_id', NEW.id,
+                'flow', failed_flow,
+                'version', NEW.version,
+                'status', NEW.status,
+                'error', NEW.error,
+                'failed_step', CASE WHEN step.step_id IS NULL THEN NULL
+                    ELSE jsonb_build_object('id', step.step_id, 'error', step.error) END,
+                'console_path', '/console/runs/' || NEW.id
+            ),
+            'headers', '{}'::jsonb,
+            'query', '{}'::jsonb
+        ),
+        uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()),
+        now() + greatest(coalesce(OLD.deadline_at - NEW.created_at, interval '1 hour'),
+                         interval '1 minute'),
+        NEW.job_max_attempts,
+        NEW.id
+    );
+    RETURN NULL;
+END
+$$;
+
 CREATE TABLE public.api_keys (
     id bigint NOT NULL,
     project_id bigint NOT NULL,
@@ -349,6 +410,7 @@ CREATE TABLE public.flow_runs (
     traceparent text,
     replay_of uuid,
     retry_batch uuid,
+    handles_run uuid,
     CONSTRAINT flow_runs_depth_check CHECK ((depth >= 0)),
     CONSTRAINT flow_runs_final_has_finish CHECK ((public.sluice_run_is_final(status) = (finished_at IS NOT NULL))),
     CONSTRAINT flow_runs_job_max_attempts_check CHECK ((job_max_attempts >= 1)),
@@ -403,8 +465,10 @@ CREATE TABLE public.projects (
     concurrency_limit integer,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     allow_network boolean DEFAULT true NOT NULL,
+    on_failure_flow text,
     CONSTRAINT projects_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
-    CONSTRAINT projects_name_check CHECK ((name <> ''::text))
+    CONSTRAINT projects_name_check CHECK ((name <> ''::text)),
+    CONSTRAINT projects_on_failure_flow_check CHECK ((on_failure_flow <> ''::text))
 );
 
 ALTER TABLE public.projects ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -615,6 +679,8 @@ CREATE INDEX flow_runs_children ON public.flow_runs USING btree (parent_run_id) 
 
 CREATE INDEX flow_runs_deadline ON public.flow_runs USING btree (deadline_at) WHERE (status = ANY (ARRAY['QUEUED'::text, 'RUNNING'::text]));
 
+CREATE INDEX flow_runs_handles_run ON public.flow_runs USING btree (handles_run) WHERE (handles_run IS NOT NULL);
+
 CREATE INDEX flow_runs_listing ON public.flow_runs USING btree (project_id, created_at DESC, id DESC);
 
 CREATE INDEX flow_runs_live ON public.flow_runs USING btree (status) WHERE (status = ANY (ARRAY['QUEUED'::text, 'RUNNING'::text, 'PAUSED'::text]));
@@ -653,6 +719,8 @@ CREATE TRIGGER flow_runs_attempts AFTER UPDATE OF status ON public.flow_runs FOR
 
 CREATE TRIGGER flow_runs_created AFTER INSERT ON public.flow_runs FOR EACH ROW EXECUTE FUNCTION public.sluice_run_created();
 
+CREATE TRIGGER flow_runs_failure_handler AFTER UPDATE OF status ON public.flow_runs FOR EACH ROW WHEN (((new.status = ANY (ARRAY['FAILED'::text, 'TIMEOUT'::text, 'INTERNAL_ERROR'::text])) AND (NOT public.sluice_run_is_final(old.status)))) EXECUTE FUNCTION public.sluice_start_failure_handler();
+
 CREATE TRIGGER flow_runs_finished AFTER UPDATE OF status ON public.flow_runs FOR EACH ROW WHEN ((public.sluice_run_is_final(new.status) AND (NOT public.sluice_run_is_final(old.status)))) EXECUTE FUNCTION public.sluice_run_finished();
 
 ALTER TABLE ONLY public.api_keys
@@ -666,6 +734,9 @@ ALTER TABLE ONLY public.flow_runs
 
 ALTER TABLE ONLY public.flow_runs
     ADD CONSTRAINT flow_runs_flow_version_id_fkey FOREIGN KEY (flow_version_id) REFERENCES public.flow_versions(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.flow_runs
+    ADD CONSTRAINT flow_runs_handles_run_fkey FOREIGN KEY (handles_run) REFERENCES public.flow_runs(id) ON DELETE SET NULL;
 
 ALTER TABLE ONLY public.flow_runs
     ADD CONSTRAINT flow_runs_parent_run_id_fkey FOREIGN KEY (parent_run_id) REFERENCES public.flow_runs(id) ON DELETE SET NULL;

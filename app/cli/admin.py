@@ -56,6 +56,15 @@ def add_commands(
     update.add_argument(
         "--concurrency-limit", type=int, metavar="N", help="most jobs of the project at once"
     )
+    handler = update.add_mutually_exclusive_group()
+    handler.add_argument(
+        "--on-failure",
+        metavar="FLOW",
+        help="the flow a failed run starts when its flow names no on_failure",
+    )
+    handler.add_argument(
+        "--no-on-failure", action="store_true", help="no project-wide failure handler"
+    )
     update.set_defaults(handler=update_project)
 
     api_key = commands.add_parser("api-key", help="list, create and revoke API keys (admin key)")
@@ -124,10 +133,14 @@ def create_project(args: argparse.Namespace, client: Client, console: Console) -
 
 
 def update_project(args: argparse.Namespace, client: Client, console: Console) -> int:
-    if args.network is None and args.concurrency_limit is None:
-        console.error("nothing to change: give --network, --no-network or --concurrency-limit")
-        return 2
     changes: JsonObject = {}
+    if args.on_failure is not None or args.no_on_failure:
+        changes["on_failure_flow"] = args.on_failure
+    if args.network is None and args.concurrency_limit is None and not changes:
+        console.error(
+            "nothing to change: give --network, --no-network, --concurrency-limit or --on-failure"
+        )
+        return 2
     if args.network is not None:
         changes["allow_network"] = args.network
     if args.concurrency_limit is not None:
@@ -147,6 +160,7 @@ def _project_fields(project: JsonObject) -> list[tuple[str, str]]:
         ("id", str(project["id"])),
         ("concurrency limit", "none" if limit is None else str(limit)),
         ("network", "allowed" if project.get("allow_network", True) else "forbidden"),
+        ("failure handler", project.get("on_failure_flow") or "none"),
     ]
 
 

@@ -254,6 +254,8 @@ class FlowDefinition(_Model):
     steps: list[Step] = Field(min_length=1)
     network: bool = False
     """The default `network` of its code steps."""
+    on_failure: FlowName | None = None
+    """The flow a run of this one starts when it ends FAILED, TIMEOUT or INTERNAL_ERROR."""
 
     @field_validator("trigger", mode="before")
     @classmethod

@@ -2,21 +2,23 @@
 -- A new project; the name is unique.
 INSERT INTO projects (name, concurrency_limit)
 VALUES (%(name)s, %(concurrency_limit)s)
-RETURNING id, name, concurrency_limit, allow_network, created_at;
+RETURNING id, name, concurrency_limit, allow_network, on_failure_flow, created_at;
 
 -- name: get_project
 -- One project by id.
-SELECT id, name, concurrency_limit, allow_network, created_at FROM projects WHERE id = %(id)s;
+SELECT id, name, concurrency_limit, allow_network, on_failure_flow, created_at FROM projects WHERE id = %(id)s;
 
 -- name: update_project
--- Change the given settings of a project (concurrency limit only with set_limit; NULL is
--- unlimited), leaving the others.
+-- Change the given settings of a project (concurrency limit only with set_limit, NULL is
+-- unlimited; the failure handler only with set_handler, NULL is none), leaving the others.
 UPDATE projects
 SET concurrency_limit = CASE WHEN %(set_limit)s THEN %(concurrency_limit)s::integer
                              ELSE concurrency_limit END,
-    allow_network = coalesce(%(allow_network)s::boolean, allow_network)
+    allow_network = coalesce(%(allow_network)s::boolean, allow_network),
+    on_failure_flow = CASE WHEN %(set_handler)s THEN %(on_failure_flow)s::text
+                           ELSE on_failure_flow END
 WHERE id = %(id)s
-RETURNING id, name, concurrency_limit, allow_network, created_at;
+RETURNING id, name, concurrency_limit, allow_network, on_failure_flow, created_at;
 
 -- name: count_projects
 -- How many projects exist (first-start bootstrap).
@@ -39,12 +41,12 @@ WHERE id = %(id)s AND (last_used_at IS NULL OR last_used_at < now() - interval '
 
 -- name: get_project_by_name
 -- One project by its (unique) name.
-SELECT id, name, concurrency_limit, allow_network, created_at FROM projects
+SELECT id, name, concurrency_limit, allow_network, on_failure_flow, created_at FROM projects
 WHERE name = %(name)s;
 
 -- name: list_projects
 -- A page of projects by id, after the cursor's id.
-SELECT id, name, concurrency_limit, allow_network, created_at FROM projects
+SELECT id, name, concurrency_limit, allow_network, on_failure_flow, created_at FROM projects
 WHERE id > %(after)s
 ORDER BY id
 LIMIT %(limit)s;

@@ -80,10 +80,12 @@ async def deploy_flow(request: Request) -> JSONResponse:
         problems = [Problem(path=p["path"], message=p["message"]) for p in exc.problems]
         raise ApiError(422, "invalid flow definition", problems=problems) from None
     calls = [
-        (path, step.flow)
+        (f"{path}.flow", step.flow)
         for path, step in definition.iter_steps()
         if isinstance(step, CallFlowStep) and step.flow != name
     ]
+    if definition.on_failure is not None and definition.on_failure != name:
+        calls.append(("on_failure", definition.on_failure))
     named = references.of(definition)
     async with request.state.pool.connection() as conn:
         if named.secrets or named.vars:
@@ -94,7 +96,7 @@ async def deploy_flow(request: Request) -> JSONResponse:
         project = await _project_name(conn, project_id)
     warnings = [
         Problem(
-            path=f"{path}.flow",
+            path=path,
             message=f"no flow {flow!r} in this project (yet): the call fails until one is deployed",
         )
         for path, flow in calls

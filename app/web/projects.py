@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app import projects, workers
+from app.flows.definition import FlowName
 from app.web import auth, schemas
 from app.web.body import parse
 from app.web.errors import ApiError
@@ -40,11 +41,16 @@ class ProjectChange(pydantic.BaseModel):
     allow_network: pydantic.StrictBool | None = pydantic.Field(
         default=None, description="Whether the project's code steps may ask for network."
     )
+    on_failure_flow: FlowName | None = pydantic.Field(
+        default=None,
+        description="The flow a failed run starts when its own flow names no `on_failure` "
+        "(null: none).",
+    )
 
     @pydantic.model_validator(mode="after")
     def _something(self) -> ProjectChange:
         if not self.model_fields_set:
-            raise ValueError("give concurrency_limit, allow_network or both")
+            raise ValueError("give concurrency_limit, allow_network or on_failure_flow")
         if "allow_network" in self.model_fields_set and self.allow_network is None:
             raise ValueError("allow_network must be true or false")
         return self
@@ -102,6 +108,8 @@ async def change_project(request: Request) -> JSONResponse:
     changes: dict[str, Any] = {"allow_network": body.allow_network}
     if "concurrency_limit" in body.model_fields_set:
         changes["concurrency_limit"] = body.concurrency_limit
+    if "on_failure_flow" in body.model_fields_set:
+        changes["on_failure_flow"] = body.on_failure_flow
     async with request.state.pool.connection() as conn:
         named = await _path_project(request, conn)
         project = await projects.update_project(conn, named.id, **changes)

@@ -127,6 +127,9 @@ class Project(View):
     name: str
     concurrency_limit: Limit | None
     allow_network: bool = Field(description="Whether its code steps may ask for network.")
+    on_failure_flow: str | None = Field(
+        description="The flow a failed run starts when its flow names no `on_failure`."
+    )
     created_at: Timestamp
 
 

@@ -15,6 +15,7 @@ def test_project_create_prints_its_key_once_with_a_note(app_url: str, sluice: Sl
     ran = sluice("project", "create", "acme", "--concurrency-limit", "3")
     assert ran.code == 0, ran.err
     pattern = r"project {12}acme\nid {17}\d+\nconcurrency limit  3\nnetwork {12}allowed\n"
+    pattern += r"failure handler    none\n"
     pattern += r"api key {12}sk_[\w-]+\n"
     assert re.fullmatch(pattern, ran.out), ran.out
     assert ran.err == "Store the API key now: it is shown only this once.\n"
