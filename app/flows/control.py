@@ -1,4 +1,5 @@
-"""The run store, control side: starting, resuming, answering, canceling and retrying runs.
+"""The run store, control side: starting, resuming, answering and canceling runs (retries
+are `app.flows.replays`'s).
 
 The only module that runs ``app/sql/control.sql``. Every call takes the connection to run
 on (and, where time matters, ``now``), so callers compose them into one transaction.
@@ -280,29 +281,3 @@ async def cancel(
         _SQL["cancel_run"], {"run_id": run_id, "project_id": project_id, "now": now}
     )
     return await cur.fetchone() is not None
-
-
-async def retry(
-    conn: AsyncConnection[Any],
-    project_id: int,
-    run_id: UUID,
-    budget: RunBudget,
-    *,
-    now: datetime | None = None,
-) -> bool:
-    """Queue a failed run again from its failed step; False when it is not in a failed
-    state. Call inside a transaction; wake the queue after the commit."""
-    cur = await conn.execute(
-        _SQL["retry_run"],
-        {
-            "run_id": run_id,
-            "project_id": project_id,
-            "timeout_seconds": budget.timeout_seconds,
-            "max_attempts": budget.max_attempts,
-            "now": now,
-        },
-    )
-    if await cur.fetchone() is None:
-        return False
-    await continue_run(conn, run_id, at=now)
-    return True

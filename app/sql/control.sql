@@ -132,36 +132,6 @@ SET status = 'CANCELED', error = 'canceled by request',
 WHERE id = %(run_id)s AND project_id = %(project_id)s AND NOT sluice_run_is_final(status)
 RETURNING id;
 
--- name: retry_run
--- Re-run a finished, unsuccessful run from its failed step: it is queued again with a fresh
--- timeout budget; the execution re-runs every step whose record is not a success (a failure
--- tolerated by continue_on_error stays as it is). Waitpoints of those steps are forgotten,
--- so a timed-out wait waits again and a failed sub-flow is called again.
-WITH run AS (
-    SELECT id FROM flow_runs
-    WHERE id = %(run_id)s AND project_id = %(project_id)s
-      AND status IN ('FAILED', 'TIMEOUT', 'CANCELED', 'MEMORY_LIMIT_EXCEEDED',
-                     'LOG_SIZE_EXCEEDED', 'INTERNAL_ERROR')
-    FOR UPDATE
-),
-waits AS (
-    DELETE FROM waitpoints w USING run
-    WHERE w.run_id = run.id
-      AND (w.state = 'pending'
-           OR NOT EXISTS (SELECT FROM step_runs s
-                          WHERE s.run_id = run.id AND s.key = w.step_key
-                            AND s.status = 'SUCCEEDED'))
-)
-UPDATE flow_runs r
-SET status = 'QUEUED', error = NULL, output = NULL, response = NULL, finished_at = NULL,
-    deadline_at = coalesce(%(now)s::timestamptz, now())
-                  + make_interval(secs => %(timeout_seconds)s),
-    timeout_remaining_seconds = NULL, paused_at = NULL, pause_expires_at = NULL,
-    job_max_attempts = %(max_attempts)s
-FROM run
-WHERE r.id = run.id
-RETURNING r.id;
-
 -- name: find_flow_by_slugs
 -- A live, enabled flow by its project's name and its own (a webhook's stable URL).
 SELECT f.flow_id

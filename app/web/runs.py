@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app import run_log
-from app.flows import control, run_views, waits
+from app.flows import control, replays, run_views, waits
 from app.flows.control import RunBudget
 from app.flows.model import RunStatus
 from app.web import auth
@@ -107,7 +107,8 @@ async def cancel(state: Any, project_id: int, run_id: UUID, *, via: str = "api")
 async def retry(state: Any, project_id: int, run_id: UUID, *, via: str = "retry") -> bool:
     """Queue a run of the project that ended unsuccessfully again (False: it did not)."""
     async with state.pool.connection() as conn, conn.transaction():
-        retried = await control.retry(conn, project_id, run_id, RunBudget.of(state.settings))
+        done = await replays.retry(conn, project_id, run_id, RunBudget.of(state.settings))
+    retried = done.retried
     if retried:
         state.queue.wake()
         run_log.transition(run_log.Transition.ACCEPTED, run_id, project=project_id, via=via)

@@ -16,7 +16,7 @@ from uuid import UUID
 import pytest
 from psycopg import AsyncConnection
 
-from app.flows import control, runs
+from app.flows import control, replays, runs
 from app.flows.control import FlowTarget, RunBudget
 from app.flows.model import Reply, RunStatus, StepRecord, StepStatus, Writes
 from app.jobs import Job, Queue
@@ -175,9 +175,10 @@ async def test_a_continued_run_keeps_its_configured_attempts(store: Store) -> No
     )
     assert finished.held
     async with store.conn.transaction():
-        assert await control.retry(
+        retried = await replays.retry(
             store.conn, store.project_id, failed, RunBudget(600, 9), now=at(6)
         )
+        assert retried.retried
     assert await store.jobs(failed) == [("queued", at(6), 9)]
 
 
@@ -425,8 +426,9 @@ async def test_a_retry_gives_a_fresh_budget_and_forgets_the_unsuccessful_steps_w
     )
     assert finished.held
     async with store.conn.transaction():
-        assert await control.retry(store.conn, store.project_id, run_id, BUDGET, now=at(5000))
-        assert not await control.retry(store.conn, store.project_id, run_id, BUDGET, now=at(5001))
+        first = await replays.retry(store.conn, store.project_id, run_id, BUDGET, now=at(5000))
+        again = await replays.retry(store.conn, store.project_id, run_id, BUDGET, now=at(5001))
+        assert (first.retried, again.retried) == (True, False)
 
     row = await store.row(run_id)
     assert (row["status"], row["error"], row["finished_at"]) == ("QUEUED", None, None)
