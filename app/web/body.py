@@ -69,8 +69,16 @@ async def json_body(request: Request) -> Any:
     return decode_json(raw, request.state.settings)
 
 
-async def parse(request: Request, model: type[Model]) -> Model:
-    data = await json_body(request)
+async def parse(request: Request, model: type[Model], *, optional: bool = False) -> Model:
+    """The JSON body validated by `model` (400/422 otherwise); `optional`: an empty body is
+    `{}`."""
+    raw = await read_limited(request)
+    if optional and not raw.strip():
+        data: Any = {}
+    elif not raw.strip():
+        raise ApiError(400, "request body is empty; expected JSON")
+    else:
+        data = decode_json(raw, request.state.settings)
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:

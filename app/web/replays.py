@@ -12,16 +12,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app import run_log
-from app.flows import replays, run_views
+from app.flows import replays
 from app.flows.control import RunBudget
 from app.flows.model import RunStatus
 from app.flows.replays import BulkRetry, UnknownStep, Version
 from app.jobs import NewJob
 from app.views import View
 from app.web import auth
-from app.web.body import decode_json, read_limited
+from app.web.body import parse
 from app.web.errors import ApiError
 from app.web.run_ref import path_run
+from app.web.runs import summary_of
 from app.web.schemas import Problem, reply
 
 RETRYABLE = ("FAILED", "TIMEOUT", "CANCELED", "MEMORY_LIMIT_EXCEEDED", "LOG_SIZE_EXCEEDED",
@@ -77,33 +78,12 @@ class BulkRetryAccepted(View):
     dry_run: bool
 
 
-async def _optional_body(request: Request, model: type[Any]) -> Any:
-    raw = await read_limited(request)
-    data = decode_json(raw, request.state.settings) if raw.strip() else {}
-    try:
-        return model.model_validate(data)
-    except pydantic.ValidationError as exc:
-        problems = [
-            Problem(path=".".join(str(p) for p in e["loc"]) or "body", message=e["msg"])
-            for e in exc.errors()
-        ]
-        raise ApiError(422, "invalid request body", problems=problems) from None
-
-
-async def _summary(request: Request, project_id: int, run_id: uuid.UUID) -> Any:
-    async with request.state.pool.connection() as conn:
-        summary = await run_views.get_summary(conn, project_id, run_id)
-    if summary is None:
-        raise ApiError(404, f"no run {run_id}")
-    return summary
-
-
 async def retry_run(request: Request) -> JSONResponse:
     """Queue a run that ended unsuccessfully again, on its pinned or the live version, from
     its failed step or `from_step`; an empty body is a pinned retry from the failed step."""
     project_id = await auth.project_id(request)
     run_id = await path_run(request, project_id)
-    asked: RetryRequest = await _optional_body(request, RetryRequest)
+    asked: RetryRequest = await parse(request, RetryRequest, optional=True)
     budget = RunBudget.of(request.state.settings)
     try:
         async with request.state.pool.connection() as conn, conn.transaction():
@@ -119,14 +99,14 @@ async def retry_run(request: Request) -> JSONResponse:
         raise ApiError(409, f"run {run_id} is {done.status}; only a run that failed can be retried")
     request.state.queue.wake()
     run_log.transition(run_log.Transition.ACCEPTED, run_id, project=project_id, via="retry")
-    return reply(await _summary(request, project_id, run_id), 202)
+    return reply(await summary_of(request, project_id, run_id), 202)
 
 
 async def replay_run(request: Request) -> JSONResponse:
     """Start a new run of a finished run's flow with its trigger, or with `data` as the body."""
     project_id = await auth.project_id(request)
     run_id = await path_run(request, project_id)
-    asked: ReplayRequest = await _optional_body(request, ReplayRequest)
+    asked: ReplayRequest = await parse(request, ReplayRequest, optional=True)
     extra: dict[str, Any] = {"body": asked.data} if "data" in asked.model_fields_set else {}
     budget = RunBudget.of(request.state.settings)
     async with request.state.pool.connection() as conn, conn.transaction():
@@ -145,7 +125,7 @@ async def replay_run(request: Request) -> JSONResponse:
         raise ApiError(409, f"run {run_id} is {done.status}; only a finished run can be replayed")
     request.state.queue.wake()
     run_log.transition(run_log.Transition.ACCEPTED, done.run_id, project=project_id, via="replay")
-    response = reply(await _summary(request, project_id, done.run_id), 202)
+    response = reply(await summary_of(request, project_id, done.run_id), 202)
     response.headers["x-sluice-run-id"] = str(done.run_id)
     return response
 
@@ -159,7 +139,7 @@ def _instant(value: datetime | float | None, now: datetime) -> datetime | None:
 async def bulk_retry(request: Request) -> JSONResponse:
     """Count the runs a filter matches and, unless a dry run, retry them through the queue."""
     project_id = await auth.project_id(request)
-    asked: BulkRetryRequest = await _optional_body(request, BulkRetryRequest)
+    asked: BulkRetryRequest = await parse(request, BulkRetryRequest, optional=True)
     now = datetime.now(UTC)
     until = _instant(asked.until, now)
     async with request.state.pool.connection() as conn, conn.transaction():

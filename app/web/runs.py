@@ -68,7 +68,7 @@ async def list_runs(request: Request) -> JSONResponse:
     return reply(RunList(runs=found, next_cursor=following))
 
 
-async def _summary(request: Request, project_id: int, run_id: UUID) -> run_views.RunSummary:
+async def summary_of(request: Request, project_id: int, run_id: UUID) -> run_views.RunSummary:
     async with request.state.pool.connection() as conn:
         summary = await run_views.get_summary(conn, project_id, run_id)
     if summary is None:
@@ -120,6 +120,6 @@ async def cancel_run(request: Request) -> JSONResponse:
     project_id = await auth.project_id(request)
     run_id = await path_run(request, project_id)
     if not await cancel(request.state, project_id, run_id):
-        ended = await _summary(request, project_id, run_id)
+        ended = await summary_of(request, project_id, run_id)
         raise ApiError(409, f"run {run_id} has already ended ({ended.status})")
-    return reply(await _summary(request, project_id, run_id))
+    return reply(await summary_of(request, project_id, run_id))
